@@ -1,0 +1,218 @@
+"""Run and sweep configurations, hashed to name runs (OpenLTH style).
+
+A :class:`RunConfig` describes one training-and-pruning run completely: data,
+model, how it is pruned, what happens to the surviving weights, and how it is
+trained.  Its :func:`config_hash` (SHA-256 of the canonical JSON of every field
+plus :data:`SCHEMA_VERSION`) names the run in the results store, so any change
+of any field gives a new run, while the order in which fields are written does
+not matter.
+
+Techniques are named ``"<schedule>_<treatment>"``:
+
+* schedule ``oneshot`` (prune once to the target ratio) or ``iterative``
+  (``rounds`` rounds with a constant per-round rate ending exactly at the
+  target);
+* treatment ``finetune`` (keep the trained values), ``reset`` (survivors back
+  to their initial values: the lottery ticket), ``rewind<K>`` (survivors back to
+  their values after K iterations, e.g. ``rewind50``), ``reinit`` (a fresh random
+  initialisation of the pruned shape or mask: the capacity control) and
+  ``randommask`` (remove at random, then reset: the mask control).
+
+Ratio 0 means "no pruning": the record holds the dense trained network, the
+same for every technique that shares its seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+SCHEMA_VERSION = 1
+
+STUDIES = ("moons", "cifar10", "ood")
+PROFILES = ("smoke", "paper")
+SCHEDULES = ("oneshot", "iterative")
+TREATMENTS = ("finetune", "reset", "rewind", "reinit", "randommask")
+PRUNE_KINDS = ("structured", "unstructured")
+MODELS = ("mlp", "poster_cnn", "conv2")
+DATASETS = ("moons", "cifar10")
+
+_TECHNIQUE = re.compile(r"^(oneshot|iterative)_(finetune|reset|reinit|randommask|rewind(\d+))$")
+
+
+def parse_technique(technique: str) -> tuple[str, str, int | None]:
+    """Split ``"iterative_rewind50"`` into ``("iterative", "rewind", 50)``.
+
+    Raises ``ValueError`` naming the allowed forms for anything else.
+    """
+    m = _TECHNIQUE.match(technique)
+    if not m:
+        raise ValueError(
+            f"unknown technique {technique!r}: use '<schedule>_<treatment>' with schedule in "
+            f"{SCHEDULES} and treatment in ('finetune', 'reset', 'rewind<K>', 'reinit', "
+            "'randommask'), e.g. 'oneshot_reset' or 'iterative_rewind50'"
+        )
+    schedule, treatment = m.group(1), m.group(2)
+    if m.group(3) is not None:
+        return schedule, "rewind", int(m.group(3))
+    return schedule, treatment, None
+
+
+@dataclass
+class TrainSpec:
+    """Optimiser and budget; mirrors :class:`prunelib.training.TrainConfig`.
+
+    ``batch_size`` None means full batch; ``patience`` counts evaluations (None:
+    never stop early); ``eval_every`` is in iterations (optimizer steps).
+    """
+
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int | None = None
+    max_iters: int = 2000
+    eval_every: int = 20
+    patience: int | None = 20
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one run. See the module docstring for techniques."""
+
+    study: str
+    profile: str
+    dataset: str
+    model: str
+    technique: str
+    ratio: float
+    seed: int
+    prune: str = "structured"
+    score: str = "l1"
+    layers: str = "all"
+    scope: str = "layer"
+    rounds: int = 1
+    output_ratio: float | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    data_kwargs: dict = field(default_factory=dict)
+    data_seed: int = 0
+    train: TrainSpec = field(default_factory=TrainSpec)
+    ood_sets: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.train, dict):
+            self.train = TrainSpec(**self.train)
+        self.ood_sets = tuple(self.ood_sets)
+        self.ratio = float(self.ratio)
+        self.validate()
+
+    # -- validation ---------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValueError`` with the allowed values for any bad field."""
+        _check_choice("study", self.study, STUDIES)
+        _check_choice("profile", self.profile, PROFILES)
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("model", self.model, MODELS)
+        _check_choice("prune", self.prune, PRUNE_KINDS)
+        _check_choice("layers", self.layers, ("all", "head", "features"))
+        _check_choice("scope", self.scope, ("layer", "global"))
+        schedule, _, _ = parse_technique(self.technique)
+        if not 0.0 <= self.ratio < 1.0:
+            raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
+        if self.output_ratio is not None and not 0.0 <= self.output_ratio < 1.0:
+            raise ValueError(f"output_ratio must be None or in [0, 1), got {self.output_ratio}")
+        scores = ("l1", "l2", "random") if self.prune == "structured" else ("magnitude", "random")
+        _check_choice(f"score (for {self.prune} pruning)", self.score, scores)
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+        if schedule == "oneshot" and self.rounds != 1:
+            raise ValueError(f"a oneshot technique has rounds=1, got rounds={self.rounds}")
+        _check_choice("train.optimizer", self.train.optimizer, ("adam", "sgd"))
+        if self.train.lr <= 0 or self.train.max_iters < 1 or self.train.eval_every < 1:
+            raise ValueError("train.lr must be > 0, train.max_iters and train.eval_every >= 1")
+
+    # -- derived ------------------------------------------------------------
+    @property
+    def schedule(self) -> str:
+        return parse_technique(self.technique)[0]
+
+    @property
+    def treatment(self) -> str:
+        return parse_technique(self.technique)[1]
+
+    @property
+    def rewind_iteration(self) -> int | None:
+        return parse_technique(self.technique)[2]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["ood_sets"] = list(self.ood_sets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        return cls(**d)
+
+    def key(self) -> str:
+        return config_hash(self)
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
+
+
+def canonical_json(obj) -> str:
+    """JSON with sorted keys and no whitespace: equal configs give equal text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_hash(cfg: RunConfig | dict) -> str:
+    """First 16 hex digits of SHA-256 over ``{"schema": SCHEMA_VERSION, "config": ...}``."""
+    d = cfg.to_dict() if isinstance(cfg, RunConfig) else RunConfig.from_dict(dict(cfg)).to_dict()
+    text = canonical_json({"schema": SCHEMA_VERSION, "config": d})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class SweepConfig:
+    """A grid: techniques x prune kinds x ratios x seeds over one base run.
+
+    ``base`` holds every other field of :class:`RunConfig` (study, profile, data,
+    model, training...). ``rounds`` is used by iterative techniques.
+    """
+
+    base: dict
+    techniques: tuple[str, ...]
+    ratios: tuple[float, ...]
+    seeds: tuple[int, ...]
+    prune_kinds: tuple[str, ...] = ("structured",)
+    rounds: int = 3
+    scores: dict = field(default_factory=dict)  # prune kind -> score; default l1 / magnitude
+
+    def runs(self) -> list[RunConfig]:
+        """All run configurations of the grid, validated before any training starts."""
+        out = []
+        for kind in self.prune_kinds:
+            score = self.scores.get(kind, "l1" if kind == "structured" else "magnitude")
+            for technique in self.techniques:
+                schedule = parse_technique(technique)[0]
+                for ratio in self.ratios:
+                    for seed in self.seeds:
+                        out.append(
+                            RunConfig(
+                                **{
+                                    **self.base,
+                                    "technique": technique,
+                                    "prune": kind,
+                                    "score": score,
+                                    "ratio": ratio,
+                                    "seed": seed,
+                                    "rounds": self.rounds if schedule == "iterative" else 1,
+                                }
+                            )
+                        )
+        return out

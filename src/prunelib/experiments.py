@@ -1,0 +1,303 @@
+"""Run configurations: train, prune, treat, retrain, evaluate, store.
+
+One run (a :class:`~prunelib.config.RunConfig`) goes:
+
+1. build the model with ``seed`` and keep a copy of its initial weights;
+2. train it densely (early stopping on the validation split, best weights
+   restored) — shared by every run of the same seed, data, model and budget;
+3. for each of ``rounds`` rounds: prune (structured removal, expressed on the
+   dense model as unit masks, or unstructured magnitude masks) to this round's
+   cumulative ratio, apply the treatment to the survivors, retrain with the
+   masks held;
+4. evaluate on validation and test, fit a temperature on validation logits,
+   and store metrics, bins, histories and float16 test logits.
+
+Runs that can share work are executed together: the dense phase once per seed,
+and for Make Moons every member of a round trained at once as one batched
+ensemble (:mod:`prunelib.ensemble`). Structured removal is trained as the
+dense network with the removed units' rows, biases and out-edges masked, which
+computes exactly what the physically smaller network computes (tested in
+``tests/test_pruning.py``); parameter and FLOP counts are taken from the
+physically pruned model.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import data as pdata
+from . import metrics as M
+from . import pruning as P
+from .complexity import count_flops, count_parameters
+from .config import RunConfig
+from .models import build_model
+from .training import TrainConfig, predict_logits, train
+
+# ---------------------------------------------------------------------------
+# data (cached per process: every run of a sweep shares its splits)
+# ---------------------------------------------------------------------------
+_DATA_CACHE: dict = {}
+
+
+def load_data(cfg: RunConfig):
+    """The :class:`prunelib.data` splits a run uses (cached within the process)."""
+    key = (cfg.dataset, tuple(sorted(cfg.data_kwargs.items())), cfg.data_seed)
+    if key not in _DATA_CACHE:
+        kwargs = dict(cfg.data_kwargs)
+        limits = {k: kwargs.pop(f"limit_{k}", None) for k in ("train", "val", "test")}
+        if cfg.dataset == "moons":
+            splits = pdata.make_moons_splits(seed=cfg.data_seed, **kwargs)
+        else:
+            splits = pdata.load_cifar10(seed=cfg.data_seed, **kwargs)
+        for name, n in limits.items():
+            if n is not None:  # the first n of a split (splits are already shuffled)
+                x, y = getattr(splits, name)
+                splits = dataclasses.replace(splits, **{name: pdata.Split(x[:n], y[:n])})
+        _DATA_CACHE[key] = splits
+    return _DATA_CACHE[key]
+
+
+def train_config(cfg: RunConfig, seed: int, rewind_iteration: int | None = None) -> TrainConfig:
+    t = cfg.train
+    return TrainConfig(
+        optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+        batch_size=t.batch_size, max_iters=t.max_iters, eval_every=t.eval_every,
+        patience=t.patience, seed=seed, rewind_iteration=rewind_iteration,
+    )
+
+
+def _input_shape(cfg: RunConfig, splits) -> tuple[int, ...]:
+    return tuple(splits.train[0].shape[1:])
+
+
+# ---------------------------------------------------------------------------
+# one member = one run being computed
+# ---------------------------------------------------------------------------
+@dataclass
+class Member:
+    cfg: RunConfig
+    init: dict                      # initial state dict of the dense model
+    rewind: dict | None = None      # state after K iterations (rewind treatments)
+    state: dict | None = None       # current trained state
+    masks: dict = field(default_factory=dict)
+    kept: dict | None = None        # structured: kept unit indices per layer (dense numbering)
+    history: list = field(default_factory=list)   # one entry per training phase
+    early_stop: list = field(default_factory=list)
+    rounds: list = field(default_factory=list)    # per-round test accuracy / ECE / early stop
+    seconds: float = 0.0
+
+
+def _fit(members: list[Member], cfgs_train: list[TrainConfig], splits, device: str) -> None:
+    """Train every member from its current ``state`` with its masks held.
+
+    MLPs on Make Moons are trained together as one batched ensemble; other
+    models one at a time.
+    """
+    models = []
+    for m in members:
+        model = build_model(m.cfg.model, **m.cfg.model_kwargs)
+        model.load_state_dict(m.state)
+        models.append(model)
+    t0 = time.perf_counter()
+    if members and members[0].cfg.model == "mlp":
+        from .ensemble import train_ensemble
+
+        results = train_ensemble(models, [m.masks for m in members], splits.train, splits.val,
+                                 cfgs_train[0], seeds=[c.seed for c in cfgs_train])
+    else:
+        results = [train(model, splits.train, splits.val, tc, masks=m.masks or None, device=device)
+                   for model, m, tc in zip(models, members, cfgs_train)]
+    per = (time.perf_counter() - t0) / max(len(members), 1)
+    for m, model, res in zip(members, models, results):
+        m.state = copy.deepcopy(model.state_dict())
+        m.history.append(res.history)
+        m.early_stop.append(res.best_iteration)
+        m.seconds += per
+        if res.rewind_state is not None:
+            m.rewind = res.rewind_state
+
+
+def _round_ratio(target: float, rounds: int, r: int) -> float:
+    """Cumulative fraction removed after round ``r`` of ``rounds`` (constant per-round rate)."""
+    if r >= rounds:
+        return target
+    return 1.0 - (1.0 - target) ** (r / rounds)
+
+
+def _prune_member(m: Member, r: int, splits) -> None:
+    """Round ``r`` of member ``m``: new masks from its current trained state, then treat it."""
+    cfg = m.cfg
+    ratio = _round_ratio(cfg.ratio, cfg.rounds, r)
+    model = build_model(cfg.model, **cfg.model_kwargs)
+    model.load_state_dict(m.state)
+    random_scores = cfg.treatment == "randommask" or cfg.score == "random"
+    seed = cfg.seed * 1000 + r
+    if cfg.prune == "structured":
+        score = "random" if random_scores else cfg.score
+        m.kept = P.prune_structured_to(model, ratio, kept=m.kept, score=score,
+                                       layers=cfg.layers, seed=seed)
+        m.masks = P.unit_masks(model, m.kept)
+    else:
+        # cumulative: after this round `ratio` of each layer's weights are masked (the
+        # output layer at cfg.output_ratio, default half the ratio), so the last round
+        # lands exactly on the one-shot count
+        out_ratio = None if cfg.output_ratio is None else _round_ratio(cfg.output_ratio, cfg.rounds, r)
+        fn = P.random_masks if random_scores else P.magnitude_masks
+        kwargs = {"seed": seed} if random_scores else {}
+        m.masks = fn(model, ratio, scope=cfg.scope, output_ratio=out_ratio, layers=cfg.layers,
+                     masks=m.masks or None, cumulative=True, **kwargs)
+    treatment = "reset" if cfg.treatment == "randommask" else cfg.treatment
+    m.state = P.treat(
+        treatment, trained=m.state, init=m.init, rewind=m.rewind, masks=m.masks,
+        model_fn=lambda: build_model(cfg.model, **cfg.model_kwargs), seed=seed + 7919,
+        kept=m.kept if cfg.prune == "structured" else None,
+    )
+
+
+# ---------------------------------------------------------------------------
+# evaluation
+# ---------------------------------------------------------------------------
+def _trained_model(m: Member):
+    model = build_model(m.cfg.model, **m.cfg.model_kwargs)
+    model.load_state_dict(m.state)
+    return P.apply_masks(model, m.masks)
+
+
+def _round_summary(m: Member, r: int, splits, device: str) -> dict:
+    """Test accuracy, ECE and early-stop iteration after round ``r`` (0 = dense)."""
+    (xt, yt) = splits.test
+    pt = torch.softmax(predict_logits(_trained_model(m), xt, device=device), -1)
+    return {"round": r, "ratio": _round_ratio(m.cfg.ratio, m.cfg.rounds, r) if r else 0.0,
+            "early_stop_iteration": int(m.early_stop[-1]), "test_accuracy": M.accuracy(pt, yt),
+            "test_ece": M.ece(pt, yt)}
+
+
+def evaluate_member(m: Member, splits, device: str = "cpu") -> tuple[dict, dict]:
+    """Metrics record and arrays for a finished member."""
+    cfg = m.cfg
+    model = _trained_model(m)
+    (xv, yv), (xt, yt) = splits.val, splits.test
+    lv = predict_logits(model, xv, device=device)
+    lt = predict_logits(model, xt, device=device)
+    T = M.fit_temperature(lv, yv)
+    lt_ts = M.apply_temperature(lt, T)
+    pt, pt_ts = torch.softmax(lt, -1), torch.softmax(lt_ts, -1)
+    n_classes = pt.shape[1]
+    metrics = {
+        "accuracy": M.accuracy(pt, yt),
+        "ece": M.ece(pt, yt),
+        "ece_adaptive": M.ece(pt, yt, scheme="equal_mass"),
+        "mce": M.mce(pt, yt),
+        "classwise_ece": M.classwise_ece(pt, yt),
+        "brier": M.brier(pt, yt),
+        "nll": M.nll(pt, yt),
+        "temperature": float(T),
+        "ece_ts": M.ece(pt_ts, yt),
+        "brier_ts": M.brier(pt_ts, yt),
+        "nll_ts": M.nll(pt_ts, yt),
+        "val_accuracy": M.accuracy(torch.softmax(lv, -1), yv),
+        "mean_confidence": float(pt.max(1).values.mean()),
+        "early_stop_iteration": int(m.early_stop[-1]),
+        "train_iterations_total": int(sum(h[-1]["iteration"] for h in m.history)),
+        "seconds": m.seconds,
+    }
+    if n_classes == 2:
+        metrics["ece_positive_class"] = M.binary_positive_class_ece(pt, yt)
+    shape = (1, *_input_shape(cfg, splits))
+    if cfg.prune == "structured" and m.kept:
+        physical = P.shrink(model, m.kept)
+        metrics["parameters"] = int(count_parameters(physical)["total"])
+        metrics["flops"] = int(count_flops(physical, shape))
+    else:
+        metrics["parameters"] = int(count_parameters(model, masks=m.masks)["unmasked"])
+        metrics["flops"] = int(count_flops(model, shape, masks=m.masks))
+    dense = build_model(cfg.model, **cfg.model_kwargs)
+    metrics["parameters_dense"] = int(count_parameters(dense)["total"])
+    rb = M.reliability_bins(pt, yt, n_bins=15)
+    bins = {"edges": rb.edges, "counts": rb.counts, "mean_confidence": rb.mean_confidence,
+            "accuracy": rb.accuracy}
+    conf = pt.max(1).values.numpy()
+    hist, edges = np.histogram(conf, bins=20, range=(0.0, 1.0))
+    record = {
+        "metrics": metrics,
+        "reliability": {k: [None if np.isnan(x) else float(x) for x in np.asarray(v, float)]
+                        for k, v in bins.items()},
+        "confidence_hist": {"counts": hist.tolist(), "edges": edges.tolist()},
+        "history": m.history,
+        "rounds": m.rounds,
+        "data": splits.info.describe(),
+    }
+    arrays = {"test_logits": lt.numpy().astype(np.float16), "test_labels": yt.numpy().astype(np.int16)}
+    return record, arrays
+
+
+# ---------------------------------------------------------------------------
+# batches
+# ---------------------------------------------------------------------------
+def _group_key(cfg: RunConfig):
+    """Runs that share data, model and training budget can share their dense phase."""
+    d = cfg.to_dict()
+    for k in ("technique", "ratio", "seed", "prune", "score", "rounds", "output_ratio",
+              "layers", "scope"):
+        d.pop(k)
+    return repr(sorted(d.items()))
+
+
+def execute(cfgs: list[RunConfig], device: str = "cpu"):
+    """Compute ``cfgs``; yields ``(cfg, record, arrays)`` as each run finishes."""
+    groups = defaultdict(list)
+    for c in cfgs:
+        groups[_group_key(c)].append(c)
+    for group in groups.values():
+        yield from _execute_group(group, device)
+
+
+def _execute_group(cfgs: list[RunConfig], device: str):
+    splits = load_data(cfgs[0])
+    rewinds = {c.rewind_iteration for c in cfgs if c.rewind_iteration is not None}
+    if len(rewinds) > 1:
+        raise ValueError(f"one batch can rewind to one iteration only, got {sorted(rewinds)}")
+    rewind_k = rewinds.pop() if rewinds else None
+
+    # dense phase: once per seed
+    seeds = sorted({c.seed for c in cfgs})
+    dense = []
+    for s in seeds:
+        torch.manual_seed(s)
+        model = build_model(cfgs[0].model, **cfgs[0].model_kwargs)
+        dense.append(Member(cfg=next(c for c in cfgs if c.seed == s),
+                            init=copy.deepcopy(model.state_dict()),
+                            state=copy.deepcopy(model.state_dict())))
+    _fit(dense, [train_config(d.cfg, d.cfg.seed, rewind_k) for d in dense], splits, device)
+    by_seed = {d.cfg.seed: d for d in dense}
+    for d in dense:
+        d.rounds.append(_round_summary(d, 0, splits, device))
+
+    members = []
+    for c in cfgs:
+        d = by_seed[c.seed]
+        m = Member(cfg=c, init=d.init, rewind=d.rewind, state=copy.deepcopy(d.state),
+                   history=list(d.history), early_stop=list(d.early_stop),
+                   rounds=list(d.rounds), seconds=d.seconds)
+        if c.ratio == 0.0:
+            yield (c, *evaluate_member(m, splits, device))
+        else:
+            members.append(m)
+
+    max_rounds = max((m.cfg.rounds for m in members), default=0)
+    for r in range(1, max_rounds + 1):
+        active = [m for m in members if m.cfg.rounds >= r]
+        for m in active:
+            _prune_member(m, r, splits)
+        _fit(active, [train_config(m.cfg, m.cfg.seed * 1000 + r) for m in active], splits, device)
+        for m in active:
+            m.rounds.append(_round_summary(m, r, splits, device))
+            if m.cfg.rounds == r:
+                yield (m.cfg, *evaluate_member(m, splits, device))

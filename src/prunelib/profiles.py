@@ -1,0 +1,78 @@
+"""The studies' sweeps, in one place: ``smoke`` (seconds, for CI and tests) and ``paper``.
+
+``sweep_for(study, profile, seeds=None)`` returns the :class:`SweepConfig` that
+the book's figures come from. Change a number here and every affected run gets
+a new hash, so the results store recomputes exactly those runs.
+"""
+
+from __future__ import annotations
+
+from .config import PROFILES, STUDIES, SweepConfig, TrainSpec
+
+MOONS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+MOONS_TECHNIQUES = (
+    "oneshot_finetune",
+    "oneshot_reset",
+    "oneshot_reinit",
+    "oneshot_randommask",
+    "iterative_reset",
+    "iterative_reinit",
+)
+
+
+def _moons(profile: str) -> SweepConfig:
+    if profile == "smoke":
+        base = dict(
+            study="moons", profile="smoke", dataset="moons", model="mlp",
+            model_kwargs={"in_features": 2, "hidden": [16, 16], "n_classes": 2},
+            data_kwargs={"n_train": 200, "n_val": 100, "n_test": 200, "noise": 0.25},
+            train=TrainSpec(optimizer="adam", lr=0.02, max_iters=60, eval_every=10, patience=3),
+        )
+        return SweepConfig(base=base, techniques=("oneshot_reset", "oneshot_reinit", "iterative_reset"),
+                           ratios=(0.0, 0.5, 0.8), seeds=(0, 1), prune_kinds=("structured", "unstructured"),
+                           rounds=2)
+    base = dict(
+        study="moons", profile="paper", dataset="moons", model="mlp",
+        model_kwargs={"in_features": 2, "hidden": [64, 64], "n_classes": 2},
+        data_kwargs={"n_train": 1000, "n_val": 500, "n_test": 2000, "noise": 0.25},
+        train=TrainSpec(optimizer="adam", lr=0.01, max_iters=3000, eval_every=25, patience=20),
+    )
+    return SweepConfig(base=base, techniques=MOONS_TECHNIQUES, ratios=MOONS_RATIOS,
+                       seeds=tuple(range(10)), prune_kinds=("structured", "unstructured"), rounds=4)
+
+
+def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
+    ood = ("tinyimagenet", "mnist", "gaussian") if study == "ood" else ()
+    if profile == "smoke":
+        base = dict(
+            study=study, profile="smoke", dataset="cifar10", model="poster_cnn", layers="head",
+            data_kwargs={"limit_train": 512, "limit_val": 256, "limit_test": 256},
+            train=TrainSpec(optimizer="adam", lr=2e-3, batch_size=64, max_iters=16, eval_every=8,
+                            patience=2),
+            ood_sets=ood,
+        )
+        return SweepConfig(base=base, techniques=("oneshot_reset", "iterative_reset", "iterative_reinit"),
+                           ratios=(0.0, 0.8), seeds=(0,), prune_kinds=("unstructured",), rounds=2)
+    base = dict(
+        study=study, profile="paper", dataset="cifar10", model="poster_cnn", layers="head",
+        train=TrainSpec(optimizer="adam", lr=1e-3, batch_size=128, max_iters=8000, eval_every=250,
+                        patience=8),
+        ood_sets=ood,
+    )
+    return SweepConfig(base=base, techniques=("oneshot_reset", "iterative_reset", "iterative_reinit"),
+                       ratios=(0.0, 0.2, 0.4, 0.6, 0.8, 0.9), seeds=tuple(range(5)),
+                       prune_kinds=("unstructured", "structured"), rounds=4)
+
+
+def sweep_for(study: str, profile: str, seeds: int | None = None) -> SweepConfig:
+    """The sweep of ``study`` in ``profile``; ``seeds`` (a count) overrides the profile's."""
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    sweep = _moons(profile) if study == "moons" else _cifar10(profile, study)
+    if seeds is not None:
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        sweep.seeds = tuple(range(seeds))
+    return sweep
