@@ -103,7 +103,7 @@ def linear_at(gap):
 def test_early_stopping_is_per_member(restore_best):
     tr, va = overshoot_task()
     cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=0.5, max_iters=400, eval_every=5,
-                      patience=3, restore_best=restore_best)
+                      patience=3, restore_best=restore_best, rewind_iteration=20)
     gaps = [3.0, 0.0, -3.0, 1.0]     # past the optimum, before it, far before it, near it
     models = [linear_at(g) for g in gaps]
     results = train_ensemble(models, None, tr, va, cfg)
@@ -115,6 +115,12 @@ def test_early_stopping_is_per_member(restore_best):
         r = train(alone, tr, va, cfg)
         assert_same_run(res, r, model, alone)
         assert len(res.history) == res.stopped_iteration // cfg.eval_every + 1
+        # member 0 stopped (and left the stack) before iteration 20: no rewind state
+        assert (res.rewind_state is None) == (r.rewind_state is None)
+        if r.rewind_state is not None:
+            for k, v in r.rewind_state.items():
+                assert torch.allclose(res.rewind_state[k], v, atol=1e-6)
+    assert results[0].rewind_state is None and results[1].rewind_state is not None
 
 
 def test_masks_hold_in_the_ensemble_with_sgd_momentum_and_weight_decay():
@@ -184,3 +190,17 @@ def test_stacked_forward():
     for e, m in enumerate(models):
         assert torch.allclose(out[e], m(X), atol=1e-6)
         assert torch.allclose(out3[e], m(X), atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, "auto"])
+def test_chunking_changes_nothing_but_speed(chunk):
+    cfg = TrainConfig(optimizer="adam", lr=0.01, batch_size=32, max_iters=40, eval_every=10,
+                      patience=2)
+    whole = [mlp(s) for s in range(5)]
+    parts = [mlp(s) for s in range(5)]
+    ra = train_ensemble(whole, None, TRAIN, VAL, cfg, seeds=list(range(5)), chunk=None)
+    rb = train_ensemble(parts, None, TRAIN, VAL, cfg, seeds=list(range(5)), chunk=chunk)
+    for a, b, ma, mb in zip(ra, rb, whole, parts):
+        assert_same_run(a, b, ma, mb, atol=1e-6)
+    with pytest.raises(ValueError):
+        train_ensemble(whole, None, TRAIN, VAL, cfg, chunk=0)

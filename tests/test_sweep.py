@@ -122,3 +122,18 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert main(["sweep", "moons", "--seeds", "0", "--store", str(tmp_path)]) == 2
     assert "seeds" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_stored_weights_reproduce_the_stored_predictions(tmp_path):
+    from prunelib.experiments import load_data, load_model
+    from prunelib.training import predict_logits
+
+    sweep = tiny_sweep(seeds=(0,), techniques=("oneshot_reset",), kinds=("structured",))
+    run_sweep(sweep, tmp_path, progress=False)
+    store = ResultsStore(tmp_path)
+    for cfg in sweep.runs():
+        rec = store.load(cfg)
+        model = load_model(store, rec)
+        logits = predict_logits(model, load_data(cfg).test.x)
+        stored = store.arrays(rec)["test_logits"]
+        assert abs(logits.numpy() - stored.astype("float32")).max() < 1e-2  # float16 storage

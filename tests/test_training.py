@@ -299,3 +299,10 @@ def test_conv_model_trains_with_masks_and_channels_last():
         assert ha["val_loss"] == pytest.approx(hb["val_loss"], rel=1e-4)
     for pa, pb in zip(ma.parameters(), mb.parameters()):
         assert torch.allclose(pa, pb, atol=1e-5)
+
+
+def test_progress_bar_and_device_auto():
+    tr, va = blobs(60, 0), blobs(30, 1)
+    res = train(mlp(0), tr, va, TrainConfig(max_iters=6, eval_every=3, patience=None),
+                device="auto", progress=True)
+    assert res.stopped_iteration == 6

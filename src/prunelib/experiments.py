@@ -94,11 +94,12 @@ class Member:
     seconds: float = 0.0
 
 
-def _fit(members: list[Member], cfgs_train: list[TrainConfig], splits, device: str) -> None:
+def _fit(members: list[Member], cfgs_train: list[TrainConfig], splits, device: str,
+         vectorize: bool = True) -> None:
     """Train every member from its current ``state`` with its masks held.
 
-    MLPs on Make Moons are trained together as one batched ensemble; other
-    models one at a time.
+    MLPs are trained together as one batched ensemble (unless ``vectorize`` is
+    False); other models one at a time.
     """
     models = []
     for m in members:
@@ -106,7 +107,7 @@ def _fit(members: list[Member], cfgs_train: list[TrainConfig], splits, device: s
         model.load_state_dict(m.state)
         models.append(model)
     t0 = time.perf_counter()
-    if members and members[0].cfg.model == "mlp":
+    if vectorize and members and members[0].cfg.model == "mlp":
         from .ensemble import train_ensemble
 
         results = train_ensemble(models, [m.masks for m in members], splits.train, splits.val,
@@ -235,7 +236,19 @@ def evaluate_member(m: Member, splits, device: str = "cpu") -> tuple[dict, dict]
         "data": splits.info.describe(),
     }
     arrays = {"test_logits": lt.numpy().astype(np.float16), "test_labels": yt.numpy().astype(np.int16)}
+    # the final (masked) weights, so figures and new metrics need no retraining
+    arrays.update({f"state:{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()})
     return record, arrays
+
+
+def load_model(store, record: dict):
+    """The trained network of a stored run (pruned weights are exact zeros), in eval mode."""
+    cfg = RunConfig.from_dict(record["config"])
+    arrays = store.arrays(record)
+    model = build_model(cfg.model, **cfg.model_kwargs)
+    model.load_state_dict({k.split(":", 1)[1]: torch.from_numpy(v) for k, v in arrays.items()
+                           if k.startswith("state:")})
+    return model.eval()
 
 
 # ---------------------------------------------------------------------------
@@ -250,16 +263,19 @@ def _group_key(cfg: RunConfig):
     return repr(sorted(d.items()))
 
 
-def execute(cfgs: list[RunConfig], device: str = "cpu"):
-    """Compute ``cfgs``; yields ``(cfg, record, arrays)`` as each run finishes."""
+def execute(cfgs: list[RunConfig], device: str = "cpu", vectorize: bool = True):
+    """Compute ``cfgs``; yields ``(cfg, record, arrays)`` as each run finishes.
+
+    ``vectorize=False`` trains MLPs one at a time (for benchmarks).
+    """
     groups = defaultdict(list)
     for c in cfgs:
         groups[_group_key(c)].append(c)
     for group in groups.values():
-        yield from _execute_group(group, device)
+        yield from _execute_group(group, device, vectorize)
 
 
-def _execute_group(cfgs: list[RunConfig], device: str):
+def _execute_group(cfgs: list[RunConfig], device: str, vectorize: bool):
     splits = load_data(cfgs[0])
     rewinds = {c.rewind_iteration for c in cfgs if c.rewind_iteration is not None}
     if len(rewinds) > 1:
@@ -275,7 +291,7 @@ def _execute_group(cfgs: list[RunConfig], device: str):
         dense.append(Member(cfg=next(c for c in cfgs if c.seed == s),
                             init=copy.deepcopy(model.state_dict()),
                             state=copy.deepcopy(model.state_dict())))
-    _fit(dense, [train_config(d.cfg, d.cfg.seed, rewind_k) for d in dense], splits, device)
+    _fit(dense, [train_config(d.cfg, d.cfg.seed, rewind_k) for d in dense], splits, device, vectorize)
     by_seed = {d.cfg.seed: d for d in dense}
     for d in dense:
         d.rounds.append(_round_summary(d, 0, splits, device))
@@ -296,7 +312,8 @@ def _execute_group(cfgs: list[RunConfig], device: str):
         active = [m for m in members if m.cfg.rounds >= r]
         for m in active:
             _prune_member(m, r, splits)
-        _fit(active, [train_config(m.cfg, m.cfg.seed * 1000 + r) for m in active], splits, device)
+        _fit(active, [train_config(m.cfg, m.cfg.seed * 1000 + r) for m in active], splits, device,
+             vectorize)
         for m in active:
             m.rounds.append(_round_summary(m, r, splits, device))
             if m.cfg.rounds == r:

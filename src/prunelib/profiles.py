@@ -17,6 +17,7 @@ MOONS_TECHNIQUES = (
     "oneshot_randommask",
     "iterative_reset",
     "iterative_reinit",
+    "iterative_rewind20",
 )
 
 
@@ -28,14 +29,15 @@ def _moons(profile: str) -> SweepConfig:
             data_kwargs={"n_train": 200, "n_val": 100, "n_test": 200, "noise": 0.25},
             train=TrainSpec(optimizer="adam", lr=0.02, max_iters=60, eval_every=10, patience=3),
         )
-        return SweepConfig(base=base, techniques=("oneshot_reset", "oneshot_reinit", "iterative_reset"),
+        return SweepConfig(base=base, techniques=("oneshot_finetune", "oneshot_reset", "oneshot_reinit",
+                                                  "iterative_reset", "iterative_reinit"),
                            ratios=(0.0, 0.5, 0.8), seeds=(0, 1), prune_kinds=("structured", "unstructured"),
                            rounds=2)
     base = dict(
         study="moons", profile="paper", dataset="moons", model="mlp",
-        model_kwargs={"in_features": 2, "hidden": [64, 64], "n_classes": 2},
-        data_kwargs={"n_train": 1000, "n_val": 500, "n_test": 2000, "noise": 0.25},
-        train=TrainSpec(optimizer="adam", lr=0.01, max_iters=3000, eval_every=25, patience=20),
+        model_kwargs={"in_features": 2, "hidden": [32, 32], "n_classes": 2},
+        data_kwargs={"n_train": 500, "n_val": 500, "n_test": 2000, "noise": 0.25},
+        train=TrainSpec(optimizer="adam", lr=0.01, max_iters=2000, eval_every=20, patience=15),
     )
     return SweepConfig(base=base, techniques=MOONS_TECHNIQUES, ratios=MOONS_RATIOS,
                        seeds=tuple(range(10)), prune_kinds=("structured", "unstructured"), rounds=4)

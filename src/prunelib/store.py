@@ -111,7 +111,6 @@ class ResultsStore:
         def corrupt(why: str):
             warnings.warn(f"corrupt record {json_path}: {why}; it will be recomputed",
                           CorruptRecordWarning, stacklevel=3)
-            return None
 
         try:
             rec = json.loads(json_path.read_text())

@@ -30,11 +30,13 @@ def pick_device(device: str = "auto") -> str:
 
 
 def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *,
-              fresh: bool = False, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+              fresh: bool = False, device: str = "cpu", progress: bool = True,
+              vectorize: bool = True) -> pd.DataFrame:
     """Compute the runs of ``sweep`` missing from ``store`` and return every run's row.
 
     Finished runs are written one by one, atomically, as they complete, so an
     interrupted sweep resumes where it stopped. ``fresh=True`` recomputes all.
+    ``vectorize=False`` trains MLPs one at a time instead of as one batched ensemble.
     Every configuration is validated before any training starts.
     """
     from .experiments import execute
@@ -45,7 +47,7 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
     t0 = time.perf_counter()
     with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress,
               desc=runs[0].study if runs else "sweep") as bar:
-        for cfg, record, arrays in execute(todo, device=pick_device(device)):
+        for cfg, record, arrays in execute(todo, device=pick_device(device), vectorize=vectorize):
             record["device"] = pick_device(device)
             store.save(cfg, record, arrays)
             bar.update(1)
