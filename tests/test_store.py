@@ -1,6 +1,7 @@
 """The results store: atomic, content-addressed, never reads a corrupt record."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -53,3 +54,20 @@ def test_corrupt_records_are_reported_not_read(tmp_path, cfg, damage):
         npz_path.write_bytes(npz_path.read_bytes()[:-3])
     with pytest.warns(CorruptRecordWarning, match="recomputed"):
         assert store.load(cfg) is None
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, cfg):
+    import subprocess
+    import sys
+
+    store = ResultsStore(tmp_path)
+    _save(store, cfg)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / "moons" / f".{cfg.key()}.json.{dead}.abc123.tmp"
+    live = tmp_path / "moons" / f".{cfg.key()}.npz.{os.getpid()}.def456.tmp"
+    stale.write_text("half a reco")
+    live.write_text("being written")
+    assert store.remove_stale_temporaries() == [stale]
+    assert not stale.exists() and live.exists()
+    assert store.load(cfg) is not None

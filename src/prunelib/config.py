@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -182,7 +183,14 @@ class SweepConfig:
     """A grid: techniques x prune kinds x ratios x seeds over one base run.
 
     ``base`` holds every other field of :class:`RunConfig` (study, profile, data,
-    model, training...). ``rounds`` is used by iterative techniques.
+    model, training...). Iterative techniques use ``rounds`` rounds, or, when
+    ``rate_per_round`` is set, as many rounds as it takes to reach each ratio
+    removing that fraction of the remaining units or weights per round (the
+    lottery-ticket schedule: ratio ``1 - (1 - rate) ** k`` takes ``k`` rounds, and
+    the runs to smaller ratios are the prefixes of the runs to larger ones, which
+    the experiment engine computes once). ``ratios_by_schedule`` optionally gives
+    one schedule (``"oneshot"`` or ``"iterative"``) its own ratios, and ``skip``
+    leaves ``(prune kind, technique)`` pairs out of the grid.
     """
 
     base: dict
@@ -192,6 +200,19 @@ class SweepConfig:
     prune_kinds: tuple[str, ...] = ("structured",)
     rounds: int = 3
     scores: dict = field(default_factory=dict)  # prune kind -> score; default l1 / magnitude
+    rate_per_round: float | None = None
+    ratios_by_schedule: dict = field(default_factory=dict)
+    skip: tuple = ()  # (prune kind, technique) pairs left out of the grid
+
+    def rounds_for(self, ratio: float) -> int:
+        """Rounds an iterative run to ``ratio`` takes (see the class docstring)."""
+        if self.rate_per_round is None or ratio == 0:
+            return self.rounds
+        k = math.log(1.0 - ratio) / math.log(1.0 - self.rate_per_round)
+        if abs(k - round(k)) > 1e-6 or round(k) < 1:
+            raise ValueError(f"ratio {ratio} is not 1 - (1 - {self.rate_per_round})**k for an "
+                             f"integer k >= 1; use lottery_ratios({self.rate_per_round}, k)")
+        return round(k)
 
     def runs(self) -> list[RunConfig]:
         """All run configurations of the grid, validated before any training starts."""
@@ -199,8 +220,10 @@ class SweepConfig:
         for kind in self.prune_kinds:
             score = self.scores.get(kind, "l1" if kind == "structured" else "magnitude")
             for technique in self.techniques:
+                if (kind, technique) in self.skip:
+                    continue
                 schedule = parse_technique(technique)[0]
-                for ratio in self.ratios:
+                for ratio in self.ratios_by_schedule.get(schedule, self.ratios):
                     for seed in self.seeds:
                         out.append(
                             RunConfig(
@@ -211,8 +234,14 @@ class SweepConfig:
                                     "score": score,
                                     "ratio": ratio,
                                     "seed": seed,
-                                    "rounds": self.rounds if schedule == "iterative" else 1,
+                                    "rounds": self.rounds_for(ratio) if schedule == "iterative" else 1,
                                 }
                             )
                         )
         return out
+
+
+def lottery_ratios(rate: float, max_rounds: int) -> tuple[float, ...]:
+    """``1 - (1 - rate) ** k`` for k = 1..max_rounds: the ratios an iterative schedule
+    removing ``rate`` of what remains per round passes through."""
+    return tuple(1.0 - (1.0 - rate) ** k for k in range(1, max_rounds + 1))

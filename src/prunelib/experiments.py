@@ -57,9 +57,11 @@ def load_data(cfg: RunConfig):
         else:
             splits = pdata.load_cifar10(seed=cfg.data_seed, **kwargs)
         for name, n in limits.items():
-            if n is not None:  # the first n of a split (splits are already shuffled)
+            if n is not None:  # a seeded random subset (a file's test split is sorted by class)
                 x, y = getattr(splits, name)
-                splits = dataclasses.replace(splits, **{name: pdata.Split(x[:n], y[:n])})
+                g = torch.Generator().manual_seed(cfg.data_seed)
+                idx = torch.randperm(len(y), generator=g)[:n].sort().values
+                splits = dataclasses.replace(splits, **{name: pdata.Split(x[idx], y[idx])})
         _DATA_CACHE[key] = splits
     return _DATA_CACHE[key]
 
@@ -236,18 +238,24 @@ def evaluate_member(m: Member, splits, device: str = "cpu") -> tuple[dict, dict]
         "data": splits.info.describe(),
     }
     arrays = {"test_logits": lt.numpy().astype(np.float16), "test_labels": yt.numpy().astype(np.int16)}
-    # the final (masked) weights, so figures and new metrics need no retraining
-    arrays.update({f"state:{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    # the final (masked) weights in float16, so figures and new metrics (e.g. OOD scores) need
+    # no retraining; pruned weights stay exact zeros
+    arrays.update({f"state:{k}": v.detach().cpu().numpy().astype(np.float16)
+                   for k, v in model.state_dict().items()})
     return record, arrays
 
 
 def load_model(store, record: dict):
-    """The trained network of a stored run (pruned weights are exact zeros), in eval mode."""
+    """The trained network of a stored run, in eval mode.
+
+    Its weights were stored in float16 (pruned weights are exact zeros), so its
+    outputs differ from the run's own float32 ones by rounding (about 1e-3).
+    """
     cfg = RunConfig.from_dict(record["config"])
     arrays = store.arrays(record)
     model = build_model(cfg.model, **cfg.model_kwargs)
-    model.load_state_dict({k.split(":", 1)[1]: torch.from_numpy(v) for k, v in arrays.items()
-                           if k.startswith("state:")})
+    model.load_state_dict({k.split(":", 1)[1]: torch.from_numpy(v.astype(np.float32))
+                           for k, v in arrays.items() if k.startswith("state:")})
     return model.eval()
 
 
@@ -255,11 +263,17 @@ def load_model(store, record: dict):
 # batches
 # ---------------------------------------------------------------------------
 def _group_key(cfg: RunConfig):
-    """Runs that share data, model and training budget can share their dense phase."""
+    """Runs that share data, model and training budget can share their dense phase.
+
+    MLP runs of all seeds form one group (one batched ensemble per round); other
+    models are grouped per seed, so that a long sweep finishes whole seeds one
+    after another and an interrupted one loses at most one seed's work in progress.
+    """
     d = cfg.to_dict()
-    for k in ("technique", "ratio", "seed", "prune", "score", "rounds", "output_ratio",
-              "layers", "scope"):
+    for k in ("technique", "ratio", "prune", "score", "rounds", "output_ratio", "layers", "scope"):
         d.pop(k)
+    if cfg.model == "mlp":
+        d.pop("seed")
     return repr(sorted(d.items()))
 
 
@@ -307,14 +321,56 @@ def _execute_group(cfgs: list[RunConfig], device: str, vectorize: bool):
         else:
             members.append(m)
 
-    max_rounds = max((m.cfg.rounds for m in members), default=0)
+    leaders, followers = _share_prefixes(members)
+    max_rounds = max((m.cfg.rounds for m in leaders), default=0)
     for r in range(1, max_rounds + 1):
-        active = [m for m in members if m.cfg.rounds >= r]
+        active = [m for m in leaders if m.cfg.rounds >= r]
         for m in active:
             _prune_member(m, r, splits)
         _fit(active, [train_config(m.cfg, m.cfg.seed * 1000 + r) for m in active], splits, device,
              vectorize)
         for m in active:
             m.rounds.append(_round_summary(m, r, splits, device))
+            for cfg in followers.get(id(m), {}).get(r, []):
+                yield (cfg, *evaluate_member(dataclasses.replace(m, cfg=cfg), splits, device))
             if m.cfg.rounds == r:
                 yield (m.cfg, *evaluate_member(m, splits, device))
+
+
+def _trajectory(cfg: RunConfig) -> np.ndarray:
+    """Cumulative (ratio, output ratio) after each round of a run."""
+    out = cfg.output_ratio
+    return np.array([(_round_ratio(cfg.ratio, cfg.rounds, r),
+                      -1.0 if out is None else _round_ratio(out, cfg.rounds, r))
+                     for r in range(1, cfg.rounds + 1)])
+
+
+def _share_prefixes(members: list[Member]) -> tuple[list[Member], dict]:
+    """Leaders to compute, and for each leader the runs that are a prefix of it.
+
+    Two runs that differ only in their ratio and number of rounds, and whose
+    per-round ratios agree for the shorter one's rounds (the lottery-ticket
+    schedule: 20% of what remains per round), compute exactly the same thing up to
+    the shorter one's last round (same seeds, same masks, same training), so the
+    shorter one is read off the longer one: ``followers[id(leader)][round]``.
+    """
+    by_sig = defaultdict(list)
+    for m in members:
+        d = m.cfg.to_dict()
+        for k in ("ratio", "rounds", "output_ratio"):
+            d.pop(k)
+        by_sig[repr(sorted(d.items()))].append(m)
+    leaders, followers = [], {}
+    for group in by_sig.values():
+        heads: list[Member] = []
+        for m in sorted(group, key=lambda m: -m.cfg.rounds):
+            traj = _trajectory(m.cfg)
+            for h in heads:
+                ht = _trajectory(h.cfg)
+                if np.allclose(ht[: len(traj)], traj, rtol=0, atol=1e-9):
+                    followers.setdefault(id(h), {}).setdefault(len(traj), []).append(m.cfg)
+                    break
+            else:
+                heads.append(m)
+        leaders += heads
+    return leaders, followers

@@ -7,7 +7,7 @@ a new hash, so the results store recomputes exactly those runs.
 
 from __future__ import annotations
 
-from .config import PROFILES, STUDIES, SweepConfig, TrainSpec
+from .config import PROFILES, STUDIES, SweepConfig, TrainSpec, lottery_ratios
 
 MOONS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MOONS_TECHNIQUES = (
@@ -43,8 +43,19 @@ def _moons(profile: str) -> SweepConfig:
                        seeds=tuple(range(10)), prune_kinds=("structured", "unstructured"), rounds=4)
 
 
+#: the lottery-ticket schedule on CIFAR-10: 20% of the remaining head removed per round
+CIFAR_RATE = 0.2
+CIFAR_ROUNDS = 11  # 1 - 0.8**11 = 0.914 of the head removed
+CIFAR_ONESHOT_ROUNDS = (2, 4, 7, 11)  # one-shot runs at the ratios of these rounds
+
+
 def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
     ood = ("tinyimagenet", "mnist", "gaussian") if study == "ood" else ()
+    techniques = ("iterative_reset", "iterative_reinit", "oneshot_reset", "oneshot_reinit")
+    # structured removal: the poster's one-shot and iterative, with the capacity control
+    # (one-shot reinit = a small dense head trained from scratch); unstructured masks: the
+    # lottery ticket, its random re-init control, and one-shot reset
+    skip = (("structured", "iterative_reinit"), ("unstructured", "oneshot_reinit"))
     if profile == "smoke":
         base = dict(
             study=study, profile="smoke", dataset="cifar10", model="poster_cnn", layers="head",
@@ -53,17 +64,22 @@ def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
                             patience=2),
             ood_sets=ood,
         )
-        return SweepConfig(base=base, techniques=("oneshot_reset", "iterative_reset", "iterative_reinit"),
-                           ratios=(0.0, 0.8), seeds=(0,), prune_kinds=("unstructured",), rounds=2)
+        ratios = (0.0, *lottery_ratios(0.5, 2))
+        return SweepConfig(base=base, techniques=techniques, ratios=ratios, seeds=(0,),
+                           prune_kinds=("unstructured", "structured"), rate_per_round=0.5, skip=skip,
+                           ratios_by_schedule={"oneshot": (0.0, ratios[-1])})
     base = dict(
         study=study, profile="paper", dataset="cifar10", model="poster_cnn", layers="head",
-        train=TrainSpec(optimizer="adam", lr=1e-3, batch_size=128, max_iters=8000, eval_every=250,
-                        patience=8),
+        train=TrainSpec(optimizer="adam", lr=1e-3, batch_size=128, max_iters=7000, eval_every=350,
+                        patience=5),
         ood_sets=ood,
     )
-    return SweepConfig(base=base, techniques=("oneshot_reset", "iterative_reset", "iterative_reinit"),
-                       ratios=(0.0, 0.2, 0.4, 0.6, 0.8, 0.9), seeds=tuple(range(5)),
-                       prune_kinds=("unstructured", "structured"), rounds=4)
+    ratios = lottery_ratios(CIFAR_RATE, CIFAR_ROUNDS)
+    return SweepConfig(
+        base=base, techniques=techniques, ratios=(0.0, *ratios), seeds=tuple(range(5)),
+        prune_kinds=("unstructured", "structured"), rate_per_round=CIFAR_RATE, skip=skip,
+        ratios_by_schedule={"oneshot": (0.0, *(ratios[k - 1] for k in CIFAR_ONESHOT_ROUNDS))},
+    )
 
 
 def sweep_for(study: str, profile: str, seeds: int | None = None) -> SweepConfig:

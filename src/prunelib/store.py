@@ -36,7 +36,8 @@ class CorruptRecordWarning(UserWarning):
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's PID in the name lets a later sweep remove what a killed writer left
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -86,6 +87,22 @@ class ResultsStore:
         if not json_path.exists():
             return None
         return self._read(json_path, expect_key=config_hash(cfg))
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete temporary files left by writers that no longer run (e.g. killed with -9)."""
+        removed = []
+        for tmp in self.root.glob("*/.*.tmp"):
+            try:
+                pid = int(tmp.name.rsplit(".", 3)[-3])
+                os.kill(pid, 0)  # raises if no such process
+                continue
+            except ProcessLookupError:
+                pass
+            except (ValueError, IndexError, PermissionError):
+                continue
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        return removed
 
     def has(self, cfg: RunConfig) -> bool:
         return self.load(cfg) is not None

@@ -43,6 +43,7 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
     runs = sweep.runs() if isinstance(sweep, SweepConfig) else list(sweep)
+    store.remove_stale_temporaries()
     todo = runs if fresh else [r for r in runs if store.load(r) is None]
     t0 = time.perf_counter()
     with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress,
