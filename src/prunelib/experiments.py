@@ -61,7 +61,12 @@ def load_data(cfg: RunConfig):
                 x, y = getattr(splits, name)
                 g = torch.Generator().manual_seed(cfg.data_seed)
                 idx = torch.randperm(len(y), generator=g)[:n].sort().values
-                splits = dataclasses.replace(splits, **{name: pdata.Split(x[idx], y[idx])})
+                info = splits.info
+                info = dataclasses.replace(
+                    info, n={**info.n, name: len(idx)},
+                    notes=f"{info.notes}; {name}: a seeded random subset of {len(idx)} of {len(y)}")
+                splits = dataclasses.replace(splits, info=info,
+                                             **{name: pdata.Split(x[idx], y[idx])})
         _DATA_CACHE[key] = splits
     return _DATA_CACHE[key]
 

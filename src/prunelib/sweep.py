@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 import warnings
 
@@ -14,6 +16,15 @@ from .store import CorruptRecordWarning, ResultsStore
 #: columns every report has, in this order
 REPORT_COLUMNS = ["study", "profile", "model", "prune", "technique", "ratio", "seed", "accuracy",
                   "ece", "early_stop_iteration"]
+
+
+def machine_description() -> str:
+    """One line naming the machine a run was computed on (stored with every record)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    return (f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+            f"with {torch.get_num_threads()} threads")
 
 
 def pick_device(device: str = "auto") -> str:
@@ -46,10 +57,12 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
     store.remove_stale_temporaries()
     todo = runs if fresh else [r for r in runs if store.load(r) is None]
     t0 = time.perf_counter()
+    machine = machine_description()
     with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress,
               desc=runs[0].study if runs else "sweep") as bar:
         for cfg, record, arrays in execute(todo, device=pick_device(device), vectorize=vectorize):
             record["device"] = pick_device(device)
+            record["machine"] = machine
             store.save(cfg, record, arrays)
             bar.update(1)
     if progress:
