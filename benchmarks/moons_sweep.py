@@ -1,7 +1,8 @@
 """Make Moons sweep: one batched ensemble per round vs one model at a time.
 
-A sweep of 4 treatments x 10 ratios x 10 seeds (400 runs, structured pruning, small
-MLPs) computed twice into fresh temporary stores — vectorised (all members of a
+A sweep of 4 treatments x 10 ratios x 10 seeds (400 runs, structured pruning) with the
+data, MLP and training budget of the book's Make Moons ``paper`` profile, computed
+twice into fresh temporary stores — vectorised (all members of a
 round trained as one batched model, :mod:`prunelib.ensemble`) and one model at a
 time (:func:`prunelib.training.train`) — measured in one run and printed as a ratio.
 Targets: vectorised >= 10x faster; vectorised sweep under 60 s on 2 cores.
@@ -15,15 +16,13 @@ import time
 
 import torch
 
-from prunelib.config import SweepConfig, TrainSpec
+from prunelib.config import SweepConfig
+from prunelib.profiles import sweep_for
 from prunelib.sweep import run_sweep
 
 
 def sweep(seeds: int) -> SweepConfig:
-    base = dict(study="moons", profile="smoke", dataset="moons", model="mlp",
-                model_kwargs={"in_features": 2, "hidden": [16, 16], "n_classes": 2},
-                data_kwargs={"n_train": 200, "n_val": 100, "n_test": 500, "noise": 0.25},
-                train=TrainSpec(optimizer="adam", lr=0.02, max_iters=300, eval_every=20, patience=5))
+    base = sweep_for("moons", "paper").base
     return SweepConfig(base=base, techniques=("oneshot_finetune", "oneshot_reset", "oneshot_reinit",
                                               "oneshot_randommask"),
                        ratios=tuple(round(0.1 * i, 1) for i in range(10)), seeds=tuple(range(seeds)))
