@@ -71,6 +71,61 @@ def load_data(cfg: RunConfig):
     return _DATA_CACHE[key]
 
 
+_OOD_CACHE: dict = {}
+
+#: OOD scores, each oriented so that higher = more in-distribution
+OOD_SCORES = {"msp": M.msp, "neg_entropy": M.neg_entropy, "neg_energy": M.neg_energy,
+              "max_logit": M.max_logit}
+#: OOD metrics with in-distribution as the positive class
+OOD_METRICS = {"auroc": M.auroc, "aupr_in": M.aupr_in, "aupr_out": M.aupr_out,
+               "fpr95": M.fpr_at_95_tpr}
+
+
+def load_ood_sets(cfg: RunConfig, splits) -> dict:
+    """The run's OOD sets (cached), normalised with its in-distribution statistics, each
+    subsampled (seeded) to at most the size of the in-distribution test split."""
+    out = {}
+    n_test = len(splits.test.y)
+    root = cfg.data_kwargs.get("root")
+    for name in cfg.ood_sets:
+        key = (name, root, n_test, splits.info.mean, splits.info.std)
+        if key not in _OOD_CACHE:
+            full = pdata.load_ood(name, root=root, normalize_with=splits.info, seed=cfg.data_seed)
+            if len(full) > n_test:
+                full = pdata.load_ood(name, root=root, normalize_with=splits.info, n=n_test,
+                                      seed=cfg.data_seed)
+            _OOD_CACHE[key] = full
+        out[name] = _OOD_CACHE[key]
+    return out
+
+
+def ood_evaluation(model, test_logits: torch.Tensor, temperature: float, sets: dict,
+                   device: str = "cpu") -> tuple[dict, dict, dict]:
+    """OOD metrics (every score x metric x set, before and after temperature scaling),
+    float16 scores per set, and each set's provenance.
+
+    Metric names are ``<metric>_<score>[_ts]_<set>``, e.g. ``auroc_msp_mnist``; the first
+    set also gets the short names (``auroc_msp``) that reports show.
+    """
+    metrics, arrays, info = {}, {}, {}
+    for i, (name, ood) in enumerate(sets.items()):
+        lo = predict_logits(model, ood.x, device=device)
+        info[name] = ood.info.describe()
+        metrics[f"ood_mean_confidence_{name}"] = float(torch.softmax(lo, -1).max(1).values.mean())
+        for tag, (li, lx) in {"": (test_logits, lo),
+                              "_ts": (test_logits / temperature, lo / temperature)}.items():
+            for score_name, score in OOD_SCORES.items():
+                si, so = score(li), score(lx)
+                if tag == "":
+                    arrays[f"ood:{name}:{score_name}"] = np.asarray(so, dtype=np.float16)
+                for metric_name, metric in OOD_METRICS.items():
+                    value = float(metric(si, so))
+                    metrics[f"{metric_name}_{score_name}{tag}_{name}"] = value
+                    if i == 0:
+                        metrics[f"{metric_name}_{score_name}{tag}"] = value
+    return metrics, arrays, info
+
+
 def train_config(cfg: RunConfig, seed: int, rewind_iteration: int | None = None) -> TrainConfig:
     t = cfg.train
     return TrainConfig(
@@ -243,6 +298,12 @@ def evaluate_member(m: Member, splits, device: str = "cpu") -> tuple[dict, dict]
         "data": splits.info.describe(),
     }
     arrays = {"test_logits": lt.numpy().astype(np.float16), "test_labels": yt.numpy().astype(np.int16)}
+    if cfg.ood_sets:
+        ood_metrics, ood_arrays, ood_info = ood_evaluation(model, lt, float(T),
+                                                           load_ood_sets(cfg, splits), device)
+        record["ood_metrics"] = ood_metrics
+        record["ood_data"] = ood_info
+        arrays.update(ood_arrays)
     # the final (masked) weights in float16, so figures and new metrics (e.g. OOD scores) need
     # no retraining; pruned weights stay exact zeros
     arrays.update({f"state:{k}": v.detach().cpu().numpy().astype(np.float16)
