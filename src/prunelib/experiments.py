@@ -376,14 +376,16 @@ def _execute_group(cfgs: list[RunConfig], device: str, vectorize: bool):
     for d in dense:
         d.rounds.append(_round_summary(d, 0, splits, device))
 
-    members = []
+    members, dense_eval = [], {}
     for c in cfgs:
         d = by_seed[c.seed]
         m = Member(cfg=c, init=d.init, rewind=d.rewind, state=copy.deepcopy(d.state),
                    history=list(d.history), early_stop=list(d.early_stop),
                    rounds=list(d.rounds), seconds=d.seconds)
-        if c.ratio == 0.0:
-            yield (c, *evaluate_member(m, splits, device))
+        if c.ratio == 0.0:  # the dense network: the same record for every technique of a seed
+            if c.seed not in dense_eval:
+                dense_eval[c.seed] = evaluate_member(m, splits, device)
+            yield (c, *copy.deepcopy(dense_eval[c.seed]))
         else:
             members.append(m)
 
