@@ -39,12 +39,13 @@ PYTEST_ARGS ?=
 BOOK_ARGS   ?= -W -n --keep-going
 SMOKE_ARGS  ?= -p profile smoke
 
-.PHONY: help install test smoke book clean distclean
+.PHONY: help install test smoke book check-book clean distclean
 
 help:
 	@echo "make test       install (if needed) and run the tests"
 	@echo "make book       install (if needed), execute the notebooks, build _build/html"
 	@echo "make smoke      execute every notebook in the smoke profile into _build/smoke/"
+	@echo "make check-book load every built page in headless Chromium (Debian: apt-get install chromium)"
 	@echo "make install    create .venv and install -e '.[book,dev]'"
 	@echo "make clean      remove _build/ (keeps .venv)"
 	@echo "make distclean  remove _build/ and .venv/"
@@ -81,6 +82,12 @@ book: $(STAMP)
 	fi
 	$(VENV)/bin/jupyter-book build . $(BOOK_ARGS)
 	@test -f _build/html/index.html && echo "book: $(abspath _build/html/index.html)"
+
+# The rendered book as a reader sees it: every page in headless Chromium, its images
+# decoded, the Colab button present; screenshots in _build/screenshots/ (never committed).
+check-book: $(STAMP)
+	@test -f _build/html/index.html || { echo "check-book: run 'make book' first"; exit 1; }
+	$(PY) scripts/check_book.py
 
 clean:
 	rm -rf _build

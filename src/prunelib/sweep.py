@@ -8,7 +8,7 @@ import time
 import warnings
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import RunConfig, SweepConfig
 from .store import CorruptRecordWarning, ResultsStore
