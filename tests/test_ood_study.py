@@ -38,3 +38,28 @@ def test_ood_metrics_in_records_and_report(tmp_path, capsys):
     assert arrays["ood:gaussian:msp"].shape == (40,)
     assert main(["report", "--store", str(tmp_path / "store"), "--study", "ood", "--format", "csv"]) == 0
     assert "auroc_msp" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_ood_study_reuses_stored_cifar10_networks(tmp_path, monkeypatch):
+    """The `ood` study evaluates the `cifar10` study's stored networks: nothing is retrained."""
+    import prunelib.experiments as E
+
+    fake_cifar(tmp_path)
+    base = dict(study="cifar10", profile="smoke", dataset="cifar10", model="poster_cnn",
+                layers="head", data_kwargs={"root": str(tmp_path), "val_size": 20},
+                train=TrainSpec(lr=2e-3, batch_size=32, max_iters=6, eval_every=3, patience=2))
+    grid = dict(techniques=("oneshot_reset",), ratios=(0.0, 0.5), seeds=(0,),
+                prune_kinds=("structured",))
+    store = tmp_path / "store"
+    trained = run_sweep(SweepConfig(base=base, **grid), store, progress=False)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the ood study retrained a network")
+
+    monkeypatch.setattr(E, "_fit", no_training)
+    ood = run_sweep(SweepConfig(base={**base, "study": "ood", "ood_sets": ("gaussian",)}, **grid),
+                    store, progress=False)
+    assert list(ood["accuracy"]) == list(trained["accuracy"])
+    assert ood["auroc_msp_gaussian"].between(0, 1).all()
+    rec = ResultsStore(store).records("ood")[0]
+    assert rec["source"]["study"] == "cifar10" and "not retrained" in rec["source"]["how"]

@@ -343,13 +343,49 @@ def _group_key(cfg: RunConfig):
     return repr(sorted(d.items()))
 
 
-def execute(cfgs: list[RunConfig], device: str = "cpu", vectorize: bool = True):
+def source_config(cfg: RunConfig) -> RunConfig | None:
+    """For a run of the ``ood`` study, the ``cifar10`` run whose trained network it evaluates."""
+    if cfg.study != "ood":
+        return None
+    return dataclasses.replace(cfg, study="cifar10", ood_sets=())
+
+
+def evaluate_stored(cfg: RunConfig, store, source: dict, device: str = "cpu") -> tuple[dict, dict]:
+    """An ``ood`` run from the stored ``cifar10`` run ``source``, without retraining.
+
+    The network is rebuilt from the source's stored (float16) weights; in- and
+    out-of-distribution logits both come from that network, and the temperature is
+    the one the source fitted on the validation split. The source's own metrics,
+    bins and histories are carried over, with its key.
+    """
+    splits = load_data(cfg)
+    model = load_model(store, source)
+    lt = predict_logits(model, splits.test.x, device=device)
+    ood_metrics, ood_arrays, ood_info = ood_evaluation(
+        model, lt, float(source["metrics"]["temperature"]), load_ood_sets(cfg, splits), device)
+    record = {k: source[k] for k in ("metrics", "reliability", "confidence_hist", "history",
+                                     "rounds", "data") if k in source}
+    record.update(ood_metrics=ood_metrics, ood_data=ood_info,
+                  source={"study": source["config"]["study"], "key": source["key"],
+                          "how": "re-evaluated from the stored float16 weights; not retrained"})
+    arrays = {**store.arrays(source), **ood_arrays}
+    return record, arrays
+
+
+def execute(cfgs: list[RunConfig], device: str = "cpu", vectorize: bool = True, store=None):
     """Compute ``cfgs``; yields ``(cfg, record, arrays)`` as each run finishes.
 
-    ``vectorize=False`` trains MLPs one at a time (for benchmarks).
+    ``vectorize=False`` trains MLPs one at a time (for benchmarks). With a
+    ``store``, runs of the ``ood`` study whose ``cifar10`` network is stored are
+    evaluated from it instead of being trained again.
     """
     groups = defaultdict(list)
     for c in cfgs:
+        src = source_config(c)
+        source = store.load(src) if (store is not None and src is not None) else None
+        if source is not None:
+            yield (c, *evaluate_stored(c, store, source, device))
+            continue
         groups[_group_key(c)].append(c)
     for group in groups.values():
         yield from _execute_group(group, device, vectorize)

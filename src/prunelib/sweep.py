@@ -60,7 +60,8 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
     machine = machine_description()
     with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress,
               desc=runs[0].study if runs else "sweep") as bar:
-        for cfg, record, arrays in execute(todo, device=pick_device(device), vectorize=vectorize):
+        for cfg, record, arrays in execute(todo, device=pick_device(device), vectorize=vectorize,
+                                              store=store):
             record["device"] = pick_device(device)
             record["machine"] = machine
             store.save(cfg, record, arrays)
