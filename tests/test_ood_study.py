@@ -1,6 +1,7 @@
 """Runs with OOD sets: every record carries named OOD metrics and scores (tiny fake CIFAR)."""
 
 import numpy as np
+import pytest
 
 from prunelib.cli import main
 from prunelib.config import SweepConfig, TrainSpec
@@ -21,8 +22,8 @@ def fake_cifar(root, n_train=120, n_test=40):
 
 def test_ood_metrics_in_records_and_report(tmp_path, capsys):
     fake_cifar(tmp_path)
-    base = dict(study="ood", profile="smoke", dataset="cifar10", model="poster_cnn", layers="head",
-                data_kwargs={"root": str(tmp_path), "val_size": 20},
+    base = dict(study="cifar10", profile="smoke", dataset="cifar10", model="poster_cnn",
+                layers="head", data_kwargs={"root": str(tmp_path), "val_size": 20},
                 train=TrainSpec(lr=2e-3, batch_size=32, max_iters=6, eval_every=3, patience=2),
                 ood_sets=("gaussian",))
     sweep = SweepConfig(base=base, techniques=("oneshot_reset",), ratios=(0.0, 0.5), seeds=(0,),
@@ -36,7 +37,8 @@ def test_ood_metrics_in_records_and_report(tmp_path, capsys):
     assert "Gaussian" in rec["ood_data"]["gaussian"] or "gaussian" in rec["ood_data"]["gaussian"]
     arrays = store.arrays(rec)
     assert arrays["ood:gaussian:msp"].shape == (40,)
-    assert main(["report", "--store", str(tmp_path / "store"), "--study", "ood", "--format", "csv"]) == 0
+    assert main(["report", "--store", str(tmp_path / "store"), "--study", "cifar10",
+                 "--format", "csv"]) == 0
     assert "auroc_msp" in capsys.readouterr().out.splitlines()[0]
 
 
@@ -57,8 +59,11 @@ def test_ood_study_reuses_stored_cifar10_networks(tmp_path, monkeypatch):
         raise AssertionError("the ood study retrained a network")
 
     monkeypatch.setattr(E, "_fit", no_training)
-    ood = run_sweep(SweepConfig(base={**base, "study": "ood", "ood_sets": ("gaussian",)}, **grid),
-                    store, progress=False)
+    ood_grid = SweepConfig(base={**base, "study": "ood", "ood_sets": ("gaussian",)},
+                           **{**grid, "seeds": (0, 1)})
+    with pytest.warns(UserWarning, match="2 ood run"):  # seed 1's networks are missing: skipped
+        ood = run_sweep(ood_grid, store, progress=False)
+    assert set(ood["seed"]) == {0}
     assert list(ood["accuracy"]) == list(trained["accuracy"])
     assert ood["auroc_msp_gaussian"].between(0, 1).all()
     rec = ResultsStore(store).records("ood")[0]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -376,17 +377,24 @@ def execute(cfgs: list[RunConfig], device: str = "cpu", vectorize: bool = True, 
     """Compute ``cfgs``; yields ``(cfg, record, arrays)`` as each run finishes.
 
     ``vectorize=False`` trains MLPs one at a time (for benchmarks). With a
-    ``store``, runs of the ``ood`` study whose ``cifar10`` network is stored are
-    evaluated from it instead of being trained again.
+    ``store``, runs of the ``ood`` study never train: each evaluates its stored
+    ``cifar10`` network, and is skipped (with a warning) while that is missing.
     """
     groups = defaultdict(list)
+    missing = 0
     for c in cfgs:
         src = source_config(c)
-        source = store.load(src) if (store is not None and src is not None) else None
-        if source is not None:
-            yield (c, *evaluate_stored(c, store, source, device))
+        if src is not None and store is not None:
+            source = store.load(src)
+            if source is not None:
+                yield (c, *evaluate_stored(c, store, source, device))
+            else:
+                missing += 1
             continue
         groups[_group_key(c)].append(c)
+    if missing:
+        warnings.warn(f"{missing} ood run(s) skipped: their cifar10 networks are not in the store "
+                      "yet (run `prunelib sweep cifar10` with the same profile first)", stacklevel=2)
     for group in groups.values():
         yield from _execute_group(group, device, vectorize)
 
