@@ -41,3 +41,12 @@ def test_missing_runs_are_reported_not_invented():
     assert (missing["seeds"] == 0).all()
     ood = ood_claims(frame(), (0.0, 0.8), ("mnist",))
     assert (ood["verdict"] == "inconclusive").all() and len(ood) == 6
+
+
+def test_verdict_summary_names_every_claim():
+    from prunelib.claims import verdict_summary
+
+    claims = moons_claims(frame(), (0.0, 0.5, 0.8))
+    text = verdict_summary(claims)
+    assert text.count("- **moons,") == 2
+    assert all(f"({i})" in text for i in claims["id"])

@@ -135,3 +135,17 @@ def ood_claims(df: pd.DataFrame, ratios, ood_sets) -> pd.DataFrame:
                              "not tested by the poster", "AUROC after TS, pruned - dense",
                              pruned, dense, f"auroc_msp_ts_{name}", "higher"))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdict_summary(claims: pd.DataFrame) -> str:
+    """Markdown bullets, one per study group: its claims sorted by verdict, with intervals."""
+    lines = []
+    for study, g in claims.groupby("study", sort=False):
+        parts = []
+        for v in ("reproduced", "refuted", "inconclusive"):
+            sel = g[g["verdict"] == v]
+            if len(sel):
+                parts.append(f"*{v}*: " + "; ".join(
+                    f"({r['id']}) {r['claim']}: {r['mean [95% CI]']}" for _, r in sel.iterrows()))
+        lines.append(f"- **{study}** — " + " — ".join(parts))
+    return "\n".join(lines)
