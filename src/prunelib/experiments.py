@@ -103,7 +103,7 @@ def load_ood_sets(cfg: RunConfig, splits) -> dict:
 def ood_evaluation(model, test_logits: torch.Tensor, temperature: float, sets: dict,
                    device: str = "cpu") -> tuple[dict, dict, dict]:
     """OOD metrics (every score x metric x set, before and after temperature scaling),
-    float16 scores per set, and each set's provenance.
+    each set's float16 maximum softmax probabilities, and each set's provenance.
 
     Metric names are ``<metric>_<score>[_ts]_<set>``, e.g. ``auroc_msp_mnist``; the first
     set also gets the short names (``auroc_msp``) that reports show.
@@ -117,8 +117,8 @@ def ood_evaluation(model, test_logits: torch.Tensor, temperature: float, sets: d
                               "_ts": (test_logits / temperature, lo / temperature)}.items():
             for score_name, score in OOD_SCORES.items():
                 si, so = score(li), score(lx)
-                if tag == "":
-                    arrays[f"ood:{name}:{score_name}"] = np.asarray(so, dtype=np.float16)
+                if tag == "" and score_name == "msp":  # the others follow from the weights
+                    arrays[f"ood:{name}:msp"] = np.asarray(so, dtype=np.float16)
                 for metric_name, metric in OOD_METRICS.items():
                     value = float(metric(si, so))
                     metrics[f"{metric_name}_{score_name}{tag}_{name}"] = value
@@ -357,7 +357,8 @@ def evaluate_stored(cfg: RunConfig, store, source: dict, device: str = "cpu") ->
     The network is rebuilt from the source's stored (float16) weights; in- and
     out-of-distribution logits both come from that network, and the temperature is
     the one the source fitted on the validation split. The source's own metrics,
-    bins and histories are carried over, with its key.
+    bins and histories are carried over, with its key; its arrays (test logits,
+    weights) stay with it.
     """
     splits = load_data(cfg)
     model = load_model(store, source)
@@ -369,8 +370,8 @@ def evaluate_stored(cfg: RunConfig, store, source: dict, device: str = "cpu") ->
     record.update(ood_metrics=ood_metrics, ood_data=ood_info,
                   source={"study": source["config"]["study"], "key": source["key"],
                           "how": "re-evaluated from the stored float16 weights; not retrained"})
-    arrays = {**store.arrays(source), **ood_arrays}
-    return record, arrays
+    # the test logits and weights stay with the source record; here only what is new
+    return record, ood_arrays
 
 
 def execute(cfgs: list[RunConfig], device: str = "cpu", vectorize: bool = True, store=None):
