@@ -31,24 +31,27 @@ def metric_grid(df: pd.DataFrame, metrics: list[str], *, rows: str = "prune",
                 sharey: str | bool = "col") -> plt.Figure:
     """One panel per (value of ``rows``, metric): mean over seeds vs ``x``, per ``hue``."""
     row_values = sorted(df[rows].unique())
+    # one colour per hue value in every panel, also where a panel lacks some values
+    hues = sorted(df[hue].unique())
+    colour = {h: plt.cm.tab10(k % 10) for k, h in enumerate(hues)}
     fig, axes = plt.subplots(len(row_values), len(metrics), squeeze=False, sharey=sharey,
                              figsize=(4.2 * len(metrics), height * len(row_values)))
     for i, rv in enumerate(row_values):
         sub = df[df[rows] == rv]
         for j, metric in enumerate(metrics):
             ax = axes[i, j]
+            ax.set_prop_cycle(color=[colour[h] for h in sorted(sub[hue].unique())])
             line_with_band(sub, x, metric, hue=hue, ax=ax)
             ax.set_title(f"{rv}: {LABELS.get(metric, metric)}", fontsize=10)
             ax.set_xlabel("pruning ratio" if x == "ratio" else x)
             ax.set_ylabel(LABELS.get(metric, metric))
             if (i, j) != (0, len(metrics) - 1) and ax.get_legend() is not None:
                 ax.get_legend().remove()
-    handles, labels = axes[0, -1].get_legend_handles_labels()
     if axes[0, -1].get_legend() is not None:
         axes[0, -1].get_legend().remove()
-    if handles:
-        fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 7),
-                   bbox_to_anchor=(0.5, 1.02), frameon=False, fontsize=9)
+    handles = [plt.Line2D([], [], color=colour[h], marker="o") for h in hues]
+    fig.legend(handles, [str(h) for h in hues], loc="upper center", ncol=min(len(hues), 7),
+               bbox_to_anchor=(0.5, 1.02), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
