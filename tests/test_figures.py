@@ -22,3 +22,15 @@ def test_metric_grid_colours_are_consistent_across_rows():
         lines = [ln for ln in ax.get_lines() if ln.get_label() in techs]
         assert {ln.get_label(): to_rgba(ln.get_color()) for ln in lines} == \
             {t: legend[t] for t in techs}
+
+
+def test_far_points_lie_on_the_ring():
+    import torch
+
+    from prunelib.figures import far_points
+
+    X = torch.randn(500, 2) * torch.tensor([1.0, 0.5]) + torch.tensor([2.0, -1.0])
+    pts = far_points(X, n=300, radii=(3.0, 4.0), seed=1)
+    d = (pts - X.mean(0)).norm(dim=1) / X.std(0).max()
+    assert pts.shape == (300, 2) and d.min() >= 3.0 - 1e-5 and d.max() <= 4.0 + 1e-5
+    assert torch.equal(pts, far_points(X, n=300, seed=1))

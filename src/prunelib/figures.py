@@ -99,3 +99,14 @@ def rounds_frame(records: list[dict]) -> pd.DataFrame:
             rows.append({"prune": c["prune"], "technique": c["technique"], "seed": c["seed"],
                          "target_ratio": c["ratio"], **r})
     return pd.DataFrame(rows)
+
+
+def far_points(X: torch.Tensor, n: int = 2000, radii: tuple[float, float] = (3.0, 4.0),
+               seed: int = 0) -> torch.Tensor:
+    """``n`` seeded 2-D points on a ring far from the data: at ``radii`` times the data's
+    largest standard deviation around its mean, uniform in angle."""
+    g = torch.Generator().manual_seed(seed)
+    center, spread = X.mean(0), X.std(0).max()
+    angles = torch.rand(n, generator=g) * 2 * np.pi
+    r = spread * (radii[0] + (radii[1] - radii[0]) * torch.rand(n, generator=g))
+    return center + torch.stack([r * torch.cos(angles), r * torch.sin(angles)], 1)
