@@ -45,6 +45,8 @@ def test_every_field_is_hashed():
     ({"profile": "huge"}, "unknown profile"),
     ({"score": "magnitude"}, "score"),
     ({"technique": "oneshot_reset", "rounds": 3}, "rounds=1"),
+    ({"ood_sets": ("svhn",)}, "unknown ood set"),
+    ({"ood_sets": ("mnist", "mnist")}, "duplicates"),
 ])
 def test_bad_configuration_is_a_clear_error(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -74,3 +76,28 @@ def test_sweep_validates_before_training():
                       techniques=("oneshot_reset", "bogus_thing"), ratios=(0.5,), seeds=(0,))
     with pytest.raises(ValueError, match="unknown technique"):
         bad.runs()
+
+
+def test_ood_sets_override(monkeypatch, tmp_path):
+    """The ood profile's sets are the offline trio; others are chosen by name or 'auto'."""
+    from prunelib import data as D
+
+    default = sweep_for("ood", "paper")
+    assert default.base["ood_sets"] == ("tinyimagenet", "mnist", "gaussian")
+    online = sweep_for("ood", "paper", ood_sets="cifar100, gaussian")
+    assert online.base["ood_sets"] == ("cifar100", "gaussian")
+    assert sweep_for("ood", "smoke", ood_sets=["MNIST"]).base["ood_sets"] == ("mnist",)
+    # each choice of sets is its own set of records
+    assert {r.key() for r in online.runs()}.isdisjoint(r.key() for r in default.runs())
+    # 'auto': what can be had now; offline with no data folder, Gaussian noise only
+    monkeypatch.delenv(D.DATA_ENV, raising=False)
+    monkeypatch.setattr(D, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(D, "_torchvision_download", lambda *a: (_ for _ in ()).throw(
+        D.DataNotFoundError("offline")))
+    assert sweep_for("ood", "paper", ood_sets="auto").base["ood_sets"] == ("gaussian",)
+    with pytest.raises(ValueError, match="unknown OOD set 'svhn'"):
+        sweep_for("ood", "paper", ood_sets="svhn")
+    with pytest.raises(ValueError, match="empty"):
+        sweep_for("ood", "paper", ood_sets=" , ")
+    with pytest.raises(ValueError, match="'ood' study only"):
+        sweep_for("cifar10", "paper", ood_sets="mnist")

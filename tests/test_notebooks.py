@@ -5,7 +5,8 @@
   that sets ``profile = "paper"``;
 - kernelspec ``python3``; no outputs are committed;
 - the Colab install cell is valid Python, guarded by ``"google.colab" in sys.modules``,
-  and installs from the repository URL set in ``_config.yml``.
+  and installs from the repository URL set in ``_config.yml``; chapters that read the results
+  store clone the repository there and read the clone's results.
 """
 
 from __future__ import annotations
@@ -58,6 +59,18 @@ def _code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
+def _parameters(path: Path) -> dict:
+    """Constant assignments of the notebook's first code cell: ``{"profile": "paper", ...}``."""
+    first = _code_cells(_read(path))[0]
+    return {
+        t.id: node.value.value
+        for node in ast.parse(first.source).body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+
+
 def test_toc_has_the_five_chapters_in_order():
     chapters = [e for e in TOC_ENTRIES if e.startswith("notebooks/")]
     assert chapters == [
@@ -99,14 +112,7 @@ def test_first_code_cell_is_parameters_with_paper_profile(path):
     assert "parameters" in first.metadata.get("tags", []), (
         "first code cell must be tagged 'parameters'"
     )
-    assigned = {
-        t.id: node.value.value
-        for node in ast.parse(first.source).body
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-        for t in node.targets
-        if isinstance(t, ast.Name)
-    }
-    assert assigned.get("profile") == "paper", 'the parameters cell must set profile = "paper"'
+    assert _parameters(path).get("profile") == "paper", 'the parameters cell must set profile = "paper"'
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -165,9 +171,19 @@ def test_colab_install_cell_is_guarded(path):
             'pip may only run under `if "google.colab" in sys.modules:`'
         )
         assert any(isinstance(n, ast.If) and _is_colab_guard(n.test) for n in ast.walk(tree))
-        assert f"git+{repo_url}" in cell.source, (
-            f"the Colab cell must install from the repository URL in _config.yml ({repo_url})"
+        installs = f"git+{repo_url}" in cell.source or (
+            f'"git", "clone", "--depth", "1", "{repo_url}"' in cell.source
         )
+        assert installs, (
+            f"the Colab cell must install from the repository URL in _config.yml ({repo_url}), "
+            "with pip's git+URL or from a clone"
+        )
+        if "store" in _parameters(path):
+            # the paper profile reads the committed results: a Colab session needs the clone
+            assert "git" in cell.source and "clone" in cell.source and "store =" in cell.source, (
+                "a chapter that reads the results store must clone the repository in Colab and "
+                "point `store` at the clone's results"
+            )
 
 
 def test_config_repository_url_is_set_once():

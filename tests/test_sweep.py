@@ -124,6 +124,8 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
         main(["sweep", "imagenet", "--store", str(tmp_path)])
     assert main(["sweep", "moons", "--seeds", "0", "--store", str(tmp_path)]) == 2
     assert "seeds" in capsys.readouterr().err
+    assert main(["sweep", "ood", "--ood-sets", "svhn", "--store", str(tmp_path)]) == 2
+    assert "unknown OOD set 'svhn'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
@@ -140,3 +142,35 @@ def test_stored_weights_reproduce_the_stored_predictions(tmp_path):
         logits = predict_logits(model, load_data(cfg).test.x)
         stored = store.arrays(rec)["test_logits"]
         assert abs(logits.numpy() - stored.astype("float32")).max() < 1e-2  # float16 storage
+
+
+def test_training_seconds_counts_shared_work_once():
+    """Dense phase once per seed; a lottery run that is a prefix of a longer one adds nothing."""
+    from prunelib.experiments import training_seconds
+    from prunelib.profiles import sweep_for
+
+    sweep = sweep_for("cifar10", "smoke", seeds=2)
+    dense, per_round = 10.0, 5.0
+    records = []
+    for c in sweep.runs():
+        rounds = c.rounds if c.ratio > 0 else 0
+        records.append({"config": c.to_dict(), "metrics": {"seconds": dense + per_round * rounds}})
+    expected = 0.0
+    for seed in sweep.seeds:
+        expected += dense
+        for prune in sweep.prune_kinds:
+            for tech in sweep.techniques:
+                if (prune, tech) in sweep.skip:
+                    continue
+                runs = [c for c in sweep.runs() if c.seed == seed and c.prune == prune
+                        and c.technique == tech and c.ratio > 0]
+                if tech.startswith("iterative"):  # one trajectory: its longest run
+                    expected += per_round * max(c.rounds for c in runs)
+                else:  # one-shot runs are independent
+                    expected += per_round * len(runs)
+    assert training_seconds(records) == pytest.approx(expected)
+    naive = sum(r["metrics"]["seconds"] for r in records)
+    assert training_seconds(records) < naive
+    # without its dense record, a seed's dense phase is counted in each of its runs
+    no_dense = [r for r in records if r["config"]["ratio"] > 0 or r["config"]["seed"] != 0]
+    assert training_seconds(no_dense) > training_seconds(records) - dense

@@ -18,6 +18,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--store", default="results", help="results store folder (default: results)")
     s.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda...")
     s.add_argument("--seeds", type=int, default=None, help="number of seeds (default: profile's)")
+    s.add_argument("--ood-sets", default=None,
+                   help="ood study: comma-separated OOD sets (cifar100, tinyimagenet, mnist, "
+                        "gaussian) or 'auto' (all that can be had now, CIFAR-100 first when "
+                        "online); default: the profile's offline trio")
     s.add_argument("--fresh", action="store_true", help="recompute runs already in the store")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -44,7 +48,7 @@ def _main(argv: list[str] | None) -> int:
         from .sweep import run_sweep
 
         try:
-            sweep = sweep_for(args.study, args.profile, seeds=args.seeds)
+            sweep = sweep_for(args.study, args.profile, seeds=args.seeds, ood_sets=args.ood_sets)
             sweep.runs()  # validate every configuration before any training
         except ValueError as e:
             print(f"prunelib: {e}", file=sys.stderr)

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 SCHEMA_VERSION = 1
 
 STUDIES = ("moons", "cifar10", "ood")
+#: OOD set names (:func:`prunelib.data.load_ood`), in order of preference for a CIFAR-10 model
+OOD_SETS = ("cifar100", "tinyimagenet", "mnist", "gaussian")
 PROFILES = ("smoke", "paper")
 SCHEDULES = ("oneshot", "iterative")
 TREATMENTS = ("finetune", "reset", "rewind", "reinit", "randommask")
@@ -134,6 +136,11 @@ class RunConfig:
         _check_choice("train.optimizer", self.train.optimizer, ("adam", "sgd"))
         if self.train.lr <= 0 or self.train.max_iters < 1 or self.train.eval_every < 1:
             raise ValueError("train.lr must be > 0, train.max_iters and train.eval_every >= 1")
+        if self.ood_sets:
+            for name in self.ood_sets:
+                _check_choice("ood set", name, OOD_SETS)
+            if len(set(self.ood_sets)) != len(self.ood_sets):
+                raise ValueError(f"ood_sets has duplicates: {self.ood_sets}")
 
     # -- derived ------------------------------------------------------------
     @property

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import OOD_SETS
+
 __all__ = [
     "CACHE_ENV",
     "CIFAR10_CLASSES",
@@ -626,8 +628,6 @@ def mnist_to_cifar_format(images: np.ndarray) -> np.ndarray:
 # OOD sets
 # --------------------------------------------------------------------------------------------
 
-#: OOD set names in order of preference for a CIFAR-10 model.
-OOD_SETS: tuple[str, ...] = ("cifar100", "tinyimagenet", "mnist", "gaussian")
 
 #: Pixel-space parameters of the Gaussian sanity set (as in Hendrycks et al.'s Outlier Exposure
 #: code: N(0, 0.5) clipped to [-1, 1] in [-1, 1] scale, i.e. N(0.5, 0.25) clipped to [0, 1]).

@@ -450,6 +450,39 @@ def _execute_group(cfgs: list[RunConfig], device: str, vectorize: bool):
                 yield (m.cfg, *evaluate_member(m, splits, device))
 
 
+def training_seconds(records) -> float:
+    """Training time needed to compute ``records`` in one sweep, shared work counted once.
+
+    A record's ``metrics["seconds"]`` is the training time of its network from scratch: its
+    seed's dense phase plus its own pruning rounds (members of a batched ensemble get an
+    equal share of the ensemble's time). Within an execution group, the runs of a seed share
+    the dense phase and lottery-schedule runs that are prefixes of a longer run share its
+    rounds (:func:`execute`), so summing ``seconds`` over records counts those many times.
+    This counts each once: per group and seed, the dense phase (from its ratio-0 record),
+    plus each remaining run's time beyond it, except for runs that are a prefix of another
+    stored run. A seed without a stored ratio-0 record has its dense phase counted in each
+    of its runs. OOD re-evaluations (no training) count 0.
+    """
+    dense: dict[tuple, float] = {}
+    pruned: dict[tuple, list[tuple[RunConfig, float]]] = defaultdict(list)
+    for rec in records:
+        if rec is None or rec["config"].get("study") == "ood":
+            continue
+        cfg = RunConfig.from_dict(rec["config"])
+        key = (_group_key(cfg), cfg.seed)
+        if cfg.ratio == 0.0:
+            dense[key] = float(rec["metrics"]["seconds"])
+        else:
+            pruned[key].append((cfg, float(rec["metrics"]["seconds"])))
+    total = sum(dense.values())
+    for key, runs in pruned.items():
+        seconds = {id(c): t for c, t in runs}
+        leaders, _ = _share_prefixes([Member(cfg=c, init={}) for c, _ in runs])
+        base = dense.get(key, 0.0)
+        total += sum(max(seconds[id(m.cfg)] - base, 0.0) for m in leaders)
+    return total
+
+
 def _trajectory(cfg: RunConfig) -> np.ndarray:
     """Cumulative (ratio, output ratio) after each round of a run."""
     out = cfg.output_ratio

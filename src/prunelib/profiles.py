@@ -7,7 +7,9 @@ a new hash, so the results store recomputes exactly those runs.
 
 from __future__ import annotations
 
-from .config import PROFILES, STUDIES, SweepConfig, TrainSpec, lottery_ratios
+from collections.abc import Sequence
+
+from .config import OOD_SETS, PROFILES, STUDIES, SweepConfig, TrainSpec, lottery_ratios
 
 MOONS_RATIOS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 MOONS_TECHNIQUES = (
@@ -50,7 +52,7 @@ CIFAR_ONESHOT_ROUNDS = (2, 4, 7, 11)  # one-shot runs at the ratios of these rou
 
 
 def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
-    ood = ("tinyimagenet", "mnist", "gaussian") if study == "ood" else ()
+    ood = OOD_DEFAULT if study == "ood" else ()
     techniques = ("iterative_reset", "iterative_reinit", "oneshot_reset", "oneshot_reinit")
     # structured removal: the poster's one-shot and iterative, with the capacity control
     # (one-shot reinit = a small dense head trained from scratch); unstructured masks: the
@@ -82,8 +84,41 @@ def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
     )
 
 
-def sweep_for(study: str, profile: str, seeds: int | None = None) -> SweepConfig:
-    """The sweep of ``study`` in ``profile``; ``seeds`` (a count) overrides the profile's."""
+#: the OOD sets of the ``ood`` study's profiles: the offline trio that the committed results use
+#: (CIFAR-100 has no offline copy); ``sweep_for(..., ood_sets=...)`` picks others
+OOD_DEFAULT = ("tinyimagenet", "mnist", "gaussian")
+
+
+def resolve_ood_sets(ood_sets: str | Sequence[str]) -> tuple[str, ...]:
+    """OOD set names from ``"auto"``, a comma-separated string or a sequence of names.
+
+    ``"auto"`` is every set :func:`prunelib.data.available_ood_sets` can serve now, trying the
+    CIFAR-100 download (so, online: CIFAR-100 first; offline: the sets under ``$PRUNELIB_DATA``
+    and Gaussian noise). Names are checked against :data:`prunelib.data.OOD_SETS`.
+    """
+    from .data import available_ood_sets
+
+    if isinstance(ood_sets, str):
+        if ood_sets.strip().lower() == "auto":
+            return tuple(available_ood_sets(try_download=True))
+        ood_sets = [s for s in ood_sets.split(",") if s.strip()]
+    names = tuple(s.strip().lower() for s in ood_sets)
+    if not names:
+        raise ValueError("ood_sets is empty; name at least one of " + ", ".join(OOD_SETS))
+    for name in names:
+        if name not in OOD_SETS:
+            raise ValueError(f"unknown OOD set {name!r}; allowed: {', '.join(OOD_SETS)} or 'auto'")
+    return names
+
+
+def sweep_for(study: str, profile: str, seeds: int | None = None,
+              ood_sets: str | Sequence[str] | None = None) -> SweepConfig:
+    """The sweep of ``study`` in ``profile``; ``seeds`` (a count) overrides the profile's.
+
+    ``ood_sets`` (``ood`` study only) replaces the profile's OOD sets (:data:`OOD_DEFAULT`):
+    ``"auto"``, ``"cifar100,mnist"`` or a sequence, see :func:`resolve_ood_sets`. The sets are
+    part of every run's configuration, so each choice has its own records in the store.
+    """
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
     if profile not in PROFILES:
@@ -93,4 +128,8 @@ def sweep_for(study: str, profile: str, seeds: int | None = None) -> SweepConfig
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")
         sweep.seeds = tuple(range(seeds))
+    if ood_sets is not None:
+        if study != "ood":
+            raise ValueError(f"ood_sets applies to the 'ood' study only, not {study!r}")
+        sweep.base["ood_sets"] = resolve_ood_sets(ood_sets)
     return sweep
