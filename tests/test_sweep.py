@@ -174,3 +174,20 @@ def test_training_seconds_counts_shared_work_once():
     # without its dense record, a seed's dense phase is counted in each of its runs
     no_dense = [r for r in records if r["config"]["ratio"] > 0 or r["config"]["seed"] != 0]
     assert training_seconds(no_dense) > training_seconds(records) - dense
+
+
+def test_sweep_results_reads_only_the_grid(tmp_path):
+    """Two grids in one store: each reads back its own runs, and nothing is computed."""
+    from prunelib.sweep import load_results, sweep_results
+
+    a = tiny_sweep(seeds=(0,), techniques=("oneshot_reset",), kinds=("structured",))
+    b = tiny_sweep(seeds=(0, 1), techniques=("oneshot_reset",), kinds=("structured",))
+    b.base["data_kwargs"] = {**b.base["data_kwargs"], "noise": 0.3}
+    assert sweep_results(a, tmp_path).empty
+    assert not any(tmp_path.rglob("*.json"))
+    run_sweep(a, tmp_path, progress=False)
+    run_sweep(b, tmp_path, progress=False)
+    assert len(load_results(tmp_path)) == len(a.runs()) + len(b.runs())
+    got = sweep_results(a, tmp_path)
+    assert sorted(got["key"]) == sorted(r.key() for r in a.runs())
+    assert len(sweep_results(b, tmp_path)) == len(b.runs())

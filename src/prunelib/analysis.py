@@ -94,3 +94,42 @@ def verdict(diff: Difference, predicts: str, margin: float = 0.0) -> str:
         return ("reproduced" if diff.lower > -margin
                 else "refuted" if diff.upper < -margin else "inconclusive")
     raise ValueError(f"predicts must be 'higher', 'lower' or 'not_lower', got {predicts!r}")
+
+
+def ood_summary(df: pd.DataFrame, ood_sets, by=("prune", "technique", "ratio")) -> pd.DataFrame:
+    """Every OOD metric of every score, before and after temperature scaling, over seeds.
+
+    Long form: one row per group of ``by`` x OOD set x score x ``temperature scaled``
+    (False/True), with ``n`` seeds and, for each metric (AUROC, AUPR-in, AUPR-out, FPR at 95%
+    TPR; in-distribution is the positive class, every score is oriented so that higher means
+    more in-distribution), its mean and 95% t interval in columns ``<metric>``,
+    ``<metric>_lower`` and ``<metric>_upper``. Reads the columns
+    ``<metric>_<score>[_ts]_<set>`` that OOD runs store.
+    """
+    from .experiments import OOD_METRICS, OOD_SCORES
+
+    need = [f"{m}_{s}{t}_{o}" for o in ood_sets for s in OOD_SCORES for t in ("", "_ts")
+            for m in OOD_METRICS]
+    missing = [c for c in need if c not in df]
+    if missing:
+        raise ValueError(f"{len(missing)} OOD metric column(s) missing, e.g. {missing[:3]}")
+    rows = []
+    for key, g in df.groupby(list(by), sort=True):
+        group = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for o in ood_sets:
+            for s in OOD_SCORES:
+                for t in ("", "_ts"):
+                    row = {**group, "ood set": o, "score": s, "temperature scaled": bool(t),
+                           "n": len(g)}
+                    for m in OOD_METRICS:
+                        ci = mean_ci(g[f"{m}_{s}{t}_{o}"].to_numpy(float))
+                        row.update({m: ci.mean, f"{m}_lower": ci.lower, f"{m}_upper": ci.upper})
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_interval(mean: float, lower: float, upper: float, digits: int = 3) -> str:
+    """``"0.912 ± 0.007"`` (a symmetric interval's half-width), or ``"0.912"`` without one."""
+    if not (np.isfinite(lower) and np.isfinite(upper)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(upper - lower) / 2:.{digits}f}"

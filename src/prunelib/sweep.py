@@ -92,6 +92,19 @@ def results_frame(records) -> pd.DataFrame:
     return df[first + [c for c in df.columns if c not in first]]
 
 
+def sweep_results(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str) -> pd.DataFrame:
+    """The table of the runs of ``sweep`` that are in ``store``; read only, nothing is computed.
+
+    Unlike :func:`load_results`, records of other configurations in the same store (another
+    profile's seeds, other OOD sets) are left out, so each run appears at most once.
+    """
+    store = store if isinstance(store, ResultsStore) else ResultsStore(store)
+    runs = sweep.runs() if isinstance(sweep, SweepConfig) else list(sweep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CorruptRecordWarning)
+        return results_frame([store.load(r) for r in runs])
+
+
 def load_results(store: ResultsStore | str, study: str | None = None,
                  profile: str | None = None) -> pd.DataFrame:
     """The table of every valid record in ``store`` (optionally one study / profile)."""
