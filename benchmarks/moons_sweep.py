@@ -40,6 +40,8 @@ def main():
     p.add_argument("--seeds", type=int, default=10)
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    timed(True, 1)  # warm-up: one-time imports (the first optimizer loads torch._dynamo, ~2 s)
+    timed(False, 1)
     t_vec, n = timed(True, args.seeds)
     t_one, _ = timed(False, args.seeds)
     print(f"{n} runs (4 treatments x 10 ratios x {args.seeds} seeds)")

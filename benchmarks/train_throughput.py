@@ -18,9 +18,10 @@ images per second of
 Targets (issue 5): library >= 0.9x the bare loop, >= 20x the poster's loop.
 
 Part 2, Make Moons MLPs: E = 40 members trained as one batched ensemble
-(``prunelib.ensemble.train_ensemble``) vs one at a time with ``train``, for the
-paper profile (hidden 64-64, 1000 training points, full batch, Adam), the same
-with mini-batches of 64, and the smoke profile's size; plus the raw step time of
+(``prunelib.ensemble.train_ensemble``) vs one at a time with ``train``, at the sizes of
+the ``paper`` profile (hidden layers and training points read from
+``prunelib.profiles``; full batch, Adam), the same with mini-batches of 64, and the
+``smoke`` profile's size; plus the raw step time of
 the two ways of batching (``torch.baddbmm`` on stacked weights, which
 ``train_ensemble`` uses, vs ``torch.func.stack_module_state`` + ``vmap``).
 Target (issue 5): >= 10x.
@@ -46,29 +47,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from prunelib.ensemble import StackedMLP, train_ensemble
+from prunelib.models import MLP, PosterCNN
+from prunelib.profiles import sweep_for
 from prunelib.training import TrainConfig, train
-
-try:
-    from prunelib.models import MLP, PosterCNN
-except ImportError:  # pragma: no cover - models written in parallel
-    MLP = None
-
-    def PosterCNN():
-        return nn.Sequential(
-            nn.Conv2d(3, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 
 
 def mlp(hidden, seed):
     torch.manual_seed(seed)
-    if MLP is not None:
-        return MLP(2, hidden, 2)
-    layers, d = [], 2
-    for h in hidden:
-        layers += [nn.Linear(d, h), nn.ReLU()]
-        d = h
-    return nn.Sequential(*layers, nn.Linear(d, 2))
+    return MLP(2, hidden, 2)
 
 
 # ---------------------------------------------------------------------------
@@ -265,17 +251,23 @@ def raw_steps(hidden, n, members, steps=60):
 
 def part2(args):
     E, it, r = args.members, args.moons_iters, args.moons_rounds
+    sizes = {}
+    for profile in ("paper", "smoke"):
+        base = sweep_for("moons", profile).base
+        sizes[profile] = (tuple(base["model_kwargs"]["hidden"]), base["data_kwargs"]["n_train"])
+    (h_p, n_p), (h_s, n_s) = sizes["paper"], sizes["smoke"]
+    hp = "-".join(map(str, h_p))
     print(f"\n== Make Moons MLP ensembles: E = {E} members, Adam, {it} iterations, evaluation "
           f"every 25, no early stopping, best of {r} rounds")
     out = {
         "paper_full_batch": ensemble_case(
-            "paper size (64-64, n=1000, full batch)", (64, 64), 1000, None, it, E, r),
+            f"paper size ({hp}, n={n_p}, full batch)", h_p, n_p, None, it, E, r),
         "paper_minibatch64": ensemble_case(
-            "paper size (64-64, n=1000, batch 64)", (64, 64), 1000, 64, it, E, r),
+            f"paper size ({hp}, n={n_p}, batch 64)", h_p, n_p, 64, it, E, r),
         "smoke_full_batch": ensemble_case(
-            "smoke size (16-16, n=200, full batch)", (16, 16), 200, None, it, E, r),
+            f"smoke size ({'-'.join(map(str, h_s))}, n={n_s}, full batch)", h_s, n_s, None, it, E, r),
     }
-    t = raw_steps((64, 64), 1000, E)
+    t = raw_steps(h_p, n_p, E)
     print(f"  raw step, paper size, full batch: baddbmm {t['bmm'] * 1e3:.2f} ms, "
           f"stack_module_state+vmap {t['vmap'] * 1e3:.2f} ms "
           f"(vmap / baddbmm {t['vmap'] / t['bmm']:.2f}x)")
