@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from prunelib.claims import cifar10_claims, moons_claims, ood_claims
 
@@ -50,3 +51,18 @@ def test_verdict_summary_names_every_claim():
     text = verdict_summary(claims)
     assert text.count("- **moons,") == 2
     assert all(f"({i})" in text for i in claims["id"])
+
+
+def test_cifar10_ticket_vs_reinit_at_the_most_pruned_ratio():
+    """(a''') compares reset with re-init at the largest ratio: here re-init is 3 points worse."""
+    df = frame()
+    extra = df[(df.prune == "unstructured") & (df.technique == "iterative_reset")].copy()
+    extra["technique"] = "iterative_reinit"
+    extra.loc[extra.ratio == 0.8, "accuracy"] -= 0.03
+    claims = cifar10_claims(pd.concat([df, extra]), (0.0, 0.5, 0.8)).set_index("id")
+    row = claims.loc["a'''"]
+    assert "Pm = 0.80" in row["claim"] and row["verdict"] == "reproduced"
+    assert row["difference"].mean == pytest.approx(0.03)
+    # at Pm = 0.5 the two are identical: no difference, no verdict
+    assert claims.loc["a''", "difference"].mean == pytest.approx(0.0)
+    assert claims.loc["a''", "verdict"] == "inconclusive"
