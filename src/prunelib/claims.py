@@ -97,9 +97,9 @@ def cifar10_claims(df: pd.DataFrame, ratios) -> pd.DataFrame:
         _row(df, s, "a''", f"... and beats its random re-init (Pm = {p6:.2f})", "not tested by the poster",
              "accuracy, reset - reinit", at(U, "iterative_reset", p6), at(U, "iterative_reinit", p6),
              "accuracy", "higher"),
-        _row(df, s, "a'''", f"the ticket beats its random re-init at the most pruned ratio (Pm = {top:.2f})", "not tested by the poster",
-             "accuracy, reset - reinit", at(U, "iterative_reset", top), at(U, "iterative_reinit", top),
-             "accuracy", "higher"),
+        _row(df, s, "a'''", f"the ticket beats its random re-init at the most pruned ratio "
+             f"(Pm = {top:.2f})", "not tested by the poster", "accuracy, reset - reinit",
+             at(U, "iterative_reset", top), at(U, "iterative_reinit", top), "accuracy", "higher"),
         _row(df, s, "b", f"the {p8:.0%}-pruned model loses accuracy", "about 2 points",
              "accuracy, pruned - dense", at(U, "iterative_reset", p8), dense, "accuracy", "lower"),
         _row(df, s, "b'", f"... while its ECE improves (Pm = {p8:.2f})", "Figure 6 (right)",

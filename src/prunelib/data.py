@@ -628,7 +628,6 @@ def mnist_to_cifar_format(images: np.ndarray) -> np.ndarray:
 # OOD sets
 # --------------------------------------------------------------------------------------------
 
-
 #: Pixel-space parameters of the Gaussian sanity set (as in Hendrycks et al.'s Outlier Exposure
 #: code: N(0, 0.5) clipped to [-1, 1] in [-1, 1] scale, i.e. N(0.5, 0.25) clipped to [0, 1]).
 GAUSSIAN_MEAN = 0.5

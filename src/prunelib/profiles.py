@@ -49,6 +49,9 @@ def _moons(profile: str) -> SweepConfig:
 CIFAR_RATE = 0.2
 CIFAR_ROUNDS = 11  # 1 - 0.8**11 = 0.914 of the head removed
 CIFAR_ONESHOT_ROUNDS = (2, 4, 7, 11)  # one-shot runs at the ratios of these rounds
+#: the OOD sets of the ``ood`` study's profiles: the offline trio that the committed results use
+#: (CIFAR-100 has no offline copy); ``sweep_for(..., ood_sets=...)`` picks others
+OOD_DEFAULT = ("tinyimagenet", "mnist", "gaussian")
 
 
 def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
@@ -82,11 +85,6 @@ def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
         prune_kinds=("unstructured", "structured"), rate_per_round=CIFAR_RATE, skip=skip,
         ratios_by_schedule={"oneshot": (0.0, *(ratios[k - 1] for k in CIFAR_ONESHOT_ROUNDS))},
     )
-
-
-#: the OOD sets of the ``ood`` study's profiles: the offline trio that the committed results use
-#: (CIFAR-100 has no offline copy); ``sweep_for(..., ood_sets=...)`` picks others
-OOD_DEFAULT = ("tinyimagenet", "mnist", "gaussian")
 
 
 def resolve_ood_sets(ood_sets: str | Sequence[str]) -> tuple[str, ...]:
