@@ -296,6 +296,25 @@ def test_iterative_removal_ends_at_the_one_shot_counts(target, rounds):
     assert abs(counts[0] - 100 * keep) <= 1      # intermediate rounds: by rounding
 
 
+@pytest.mark.parametrize("make, layers", [(PosterCNN, "head"), (PosterCNN, "all"),
+                                           (lambda: _mlp(hidden=(10, 8)), "all")])
+def test_surviving_units_recovers_kept_from_a_masked_model(make, layers):
+    """A stored structured run is a dense-shaped model with zeros: its units are found again,
+    and shrinking by them gives the same outputs as the masked model."""
+    torch.manual_seed(0)
+    m = make()
+    assert P.surviving_units(m) == {}  # nothing removed
+    kept = P.prune_structured_to(m, 0.5, layers=layers)
+    masked = _masked_copy(m, P.unit_masks(m, kept))
+    found = P.surviving_units(masked)
+    assert found.keys() == kept.keys()
+    assert all(torch.equal(found[k], kept[k]) for k in kept)
+    x = torch.randn(4, 3, 32, 32) if make is PosterCNN else torch.randn(4, 2)
+    small = P.shrink(masked, found)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in m.parameters())
+    assert torch.allclose(small(x), masked(x), atol=1e-5)
+
+
 def test_iterative_removal_ignores_weights_of_removed_units():
     m = _mlp(hidden=(10, 10, 10))
     kept = P.prune_structured_to(m, 0.5)

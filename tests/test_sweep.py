@@ -1,5 +1,6 @@
 """Sweeps end to end on tiny Make Moons: resume, kill -9, determinism, CLI report."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -191,3 +193,25 @@ def test_sweep_results_reads_only_the_grid(tmp_path):
     got = sweep_results(a, tmp_path)
     assert sorted(got["key"]) == sorted(r.key() for r in a.runs())
     assert len(sweep_results(b, tmp_path)) == len(b.runs())
+
+
+def test_pooled_predictions_concatenates_stored_runs(tmp_path):
+    """Softmax of each stored run's test logits, in the order given; missing runs left out."""
+    from prunelib.experiments import pooled_predictions
+
+    sweep = tiny_sweep(seeds=(0, 1), techniques=("oneshot_reset",), kinds=("structured",))
+    run_sweep(sweep, tmp_path, progress=False)
+    store = ResultsStore(tmp_path)
+    runs = [c for c in sweep.runs() if c.ratio == 0.5]
+    probs, labels = pooled_predictions(store, runs)
+    arrays = [store.arrays(store.load(c)) for c in runs]
+    n = len(arrays[0]["test_labels"])
+    assert probs.shape == (2 * n, 2) and labels.shape == (2 * n,)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)
+    second = np.exp(arrays[1]["test_logits"].astype(np.float64))
+    np.testing.assert_allclose(probs[n:], second / second.sum(1, keepdims=True), rtol=1e-5)
+    np.testing.assert_array_equal(labels[:n], arrays[0]["test_labels"])
+    missing = dataclasses.replace(runs[0], seed=7)
+    assert len(pooled_predictions(store, [missing, runs[0]])[1]) == n
+    with pytest.raises(ValueError, match="none of the 1 runs"):
+        pooled_predictions(store, [missing])

@@ -326,6 +326,25 @@ def load_model(store, record: dict):
     return model.eval()
 
 
+def pooled_predictions(store, cfgs) -> tuple[np.ndarray, np.ndarray]:
+    """Test-set softmax probabilities ``[N, C]`` and labels ``[N]`` of the stored runs
+    ``cfgs``, concatenated in that order (e.g. one configuration over several seeds, for a
+    pooled reliability diagram). Runs not in the store are left out; ``ValueError`` when
+    none is there. Probabilities come from the stored float16 test logits."""
+    logits, labels = [], []
+    for cfg in cfgs:
+        record = store.load(cfg)
+        if record is None:
+            continue
+        arrays = store.arrays(record)
+        logits.append(arrays["test_logits"].astype(np.float32))
+        labels.append(arrays["test_labels"].astype(np.int64))
+    if not logits:
+        raise ValueError(f"none of the {len(cfgs)} runs is in the store")
+    probs = torch.softmax(torch.from_numpy(np.concatenate(logits)), -1).numpy()
+    return probs, np.concatenate(labels)
+
+
 # ---------------------------------------------------------------------------
 # batches
 # ---------------------------------------------------------------------------

@@ -85,6 +85,7 @@ __all__ = [
     "shrink",
     "structured_keep_counts",
     "structured_round_ratios",
+    "surviving_units",
     "treat",
     "unit_masks",
 ]
@@ -385,6 +386,28 @@ def shrink(model: nn.Module, kept: dict) -> nn.Module:
             nb.train(bn.training)
             _set_module(small, bn_name, nb)
     return small
+
+
+def surviving_units(model: nn.Module) -> dict:
+    """``{hidden layer: unit indices}`` of the units a masked model still uses.
+
+    The inverse of :func:`unit_masks` for a dense-shaped model whose removed units are
+    exact zeros (e.g. one rebuilt from a stored structured run): a hidden unit survives
+    when its weights or bias are not all zero. Only layers that lost units are named, so
+    ``shrink(model, surviving_units(model))`` is the physically smaller network.
+    """
+    modules = dict(model.named_modules())
+    kept = {}
+    for name, role in layer_roles(model).items():
+        if role == "output":
+            continue
+        m = modules[name]
+        alive = m.weight.detach().reshape(m.weight.shape[0], -1).ne(0).any(1)
+        if m.bias is not None:
+            alive |= m.bias.detach().ne(0)
+        if not alive.all():
+            kept[name] = torch.nonzero(alive).ravel()
+    return kept
 
 
 def unit_masks(model: nn.Module, kept: dict) -> dict:
