@@ -6,7 +6,7 @@ import pytest
 from prunelib.cli import main
 from prunelib.config import SweepConfig, TrainSpec
 from prunelib.store import ResultsStore
-from prunelib.sweep import run_sweep
+from prunelib.sweep import bind_data, run_sweep
 
 
 def fake_cifar(root, n_train=120, n_test=40):
@@ -33,7 +33,7 @@ def test_ood_metrics_in_records_and_report(tmp_path, capsys):
                 "aupr_in_neg_entropy", "ood_mean_confidence_gaussian"):
         assert df[col].between(0, 1).all(), col
     store = ResultsStore(tmp_path / "store")
-    rec = store.load(sweep.runs()[1])
+    rec = store.load(bind_data(sweep, source="data").runs()[1])
     assert "Gaussian" in rec["ood_data"]["gaussian"] or "gaussian" in rec["ood_data"]["gaussian"]
     arrays = store.arrays(rec)
     assert arrays["ood:gaussian:msp"].shape == (40,)

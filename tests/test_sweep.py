@@ -16,7 +16,7 @@ import pytest
 from prunelib.cli import main
 from prunelib.config import SweepConfig, TrainSpec
 from prunelib.store import ResultsStore
-from prunelib.sweep import run_sweep
+from prunelib.sweep import bind_data, run_sweep
 
 
 def tiny_sweep(seeds=(0, 1), techniques=("oneshot_reset", "oneshot_reinit", "iterative_reset"),
@@ -116,8 +116,9 @@ def test_cli_sweep_and_report(tmp_path, capsys):
     assert main(["report", "--store", str(tmp_path), "--study", "moons", "--format", "csv"]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split(",")
-    assert header[:10] == ["study", "profile", "model", "prune", "technique", "ratio", "seed",
-                           "accuracy", "ece", "early_stop_iteration"]
+    assert header[:13] == ["study", "profile", "regime", "model", "prune", "technique", "ratio",
+                           "seed", "data_seed", "accuracy", "ece", "early_stop_iteration",
+                           "cap_stopped"]
     assert len(out.splitlines()) - 1 == len(ResultsStore(tmp_path).records("moons"))
 
 
@@ -135,7 +136,8 @@ def test_stored_weights_reproduce_the_stored_predictions(tmp_path):
     from prunelib.experiments import load_data, load_model
     from prunelib.training import predict_logits
 
-    sweep = tiny_sweep(seeds=(0,), techniques=("oneshot_reset",), kinds=("structured",))
+    sweep = bind_data(tiny_sweep(seeds=(0,), techniques=("oneshot_reset",), kinds=("structured",)),
+                      source="data")
     run_sweep(sweep, tmp_path, progress=False)
     store = ResultsStore(tmp_path)
     for cfg in sweep.runs():
@@ -155,21 +157,20 @@ def test_training_seconds_counts_shared_work_once():
     dense, per_round = 10.0, 5.0
     records = []
     for c in sweep.runs():
-        rounds = c.rounds if c.ratio > 0 else 0
-        records.append({"config": c.to_dict(), "metrics": {"seconds": dense + per_round * rounds}})
+        # a same-mask control's time is its own training; every other run's is from scratch
+        own = c.treatment == "maskreinit"
+        seconds = per_round if own else dense + per_round * (c.rounds if c.ratio > 0 else 0)
+        records.append({"config": c.to_dict(), "metrics": {"seconds": seconds}})
     expected = 0.0
-    for seed in sweep.seeds:
-        expected += dense
-        for prune in sweep.prune_kinds:
-            for tech in sweep.techniques:
-                if (prune, tech) in sweep.skip:
-                    continue
-                runs = [c for c in sweep.runs() if c.seed == seed and c.prune == prune
-                        and c.technique == tech and c.ratio > 0]
-                if tech.startswith("iterative"):  # one trajectory: its longest run
-                    expected += per_round * max(c.rounds for c in runs)
-                else:  # one-shot runs are independent
-                    expected += per_round * len(runs)
+    for part in (sweep, *sweep.extra):
+        for seed in part.seeds:
+            expected += dense
+            for prune in part.prune_kinds:
+                runs = [c for c in part.runs() if c.seed == seed and c.prune == prune
+                        and c.ratio > 0 and c.regime == part.base.get("regime", "early_stop")]
+                # one trajectory of the ticket (its longest run), one training per control
+                expected += per_round * max(c.rounds for c in runs if c.treatment == "reset")
+                expected += per_round * sum(c.treatment == "maskreinit" for c in runs)
     assert training_seconds(records) == pytest.approx(expected)
     naive = sum(r["metrics"]["seconds"] for r in records)
     assert training_seconds(records) < naive
@@ -191,7 +192,7 @@ def test_sweep_results_reads_only_the_grid(tmp_path):
     run_sweep(b, tmp_path, progress=False)
     assert len(load_results(tmp_path)) == len(a.runs()) + len(b.runs())
     got = sweep_results(a, tmp_path)
-    assert sorted(got["key"]) == sorted(r.key() for r in a.runs())
+    assert sorted(got["key"]) == sorted(r.key() for r in bind_data(a, source="data").runs())
     assert len(sweep_results(b, tmp_path)) == len(b.runs())
 
 
@@ -199,7 +200,8 @@ def test_pooled_predictions_concatenates_stored_runs(tmp_path):
     """Softmax of each stored run's test logits, in the order given; missing runs left out."""
     from prunelib.experiments import pooled_predictions
 
-    sweep = tiny_sweep(seeds=(0, 1), techniques=("oneshot_reset",), kinds=("structured",))
+    sweep = bind_data(tiny_sweep(seeds=(0, 1), techniques=("oneshot_reset",),
+                                 kinds=("structured",)), source="data")
     run_sweep(sweep, tmp_path, progress=False)
     store = ResultsStore(tmp_path)
     runs = [c for c in sweep.runs() if c.ratio == 0.5]

@@ -15,8 +15,21 @@ Techniques are named ``"<schedule>_<treatment>"``:
 * treatment ``finetune`` (keep the trained values), ``reset`` (survivors back
   to their initial values: the lottery ticket), ``rewind<K>`` (survivors back to
   their values after K iterations, e.g. ``rewind50``), ``reinit`` (a fresh random
-  initialisation of the pruned shape or mask: the capacity control) and
-  ``randommask`` (remove at random, then reset: the mask control).
+  initialisation of the pruned shape or mask, which the run derives by its own
+  prune-and-retrain rounds), ``maskreinit`` (Frankle & Carbin's control: the mask of
+  the ``reset`` run of the same schedule, seed and ratio -- the lottery ticket's mask,
+  or for structured removal its shape, i.e. the small dense network -- with a fresh
+  random initialisation, trained once) and ``randommask`` (remove at random, then
+  reset: the mask control).
+
+Training regimes (``regime``): ``early_stop`` trains every phase to the minimum of the
+validation loss (patience-based stop, best weights restored); ``fixed`` trains every
+phase for exactly ``train.max_iters`` iterations and keeps the last weights, as most
+practitioners do (the regime in which networks become over-confident).
+
+``data_id`` is the fingerprint of the data a run was trained and tested on
+(:func:`prunelib.data.fingerprint`; ``ood_data_id`` the same for its OOD sets), so
+runs made from different data never answer for each other.
 
 Ratio 0 means "no pruning": the record holds the dense trained network, the
 same for every technique that shares its seed.
@@ -31,19 +44,20 @@ import math
 import re
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STUDIES = ("moons", "cifar10", "ood")
 #: OOD set names (:func:`prunelib.data.load_ood`), in order of preference for a CIFAR-10 model
 OOD_SETS = ("cifar100", "tinyimagenet", "mnist", "gaussian")
 PROFILES = ("smoke", "paper")
 SCHEDULES = ("oneshot", "iterative")
-TREATMENTS = ("finetune", "reset", "rewind", "reinit", "randommask")
+TREATMENTS = ("finetune", "reset", "rewind", "reinit", "maskreinit", "randommask")
+REGIMES = ("early_stop", "fixed")
 PRUNE_KINDS = ("structured", "unstructured")
 MODELS = ("mlp", "poster_cnn", "conv2")
 DATASETS = ("moons", "cifar10")
 
-_TECHNIQUE = re.compile(r"^(oneshot|iterative)_(finetune|reset|reinit|randommask|rewind(\d+))$")
+_TECHNIQUE = re.compile(r"^(oneshot|iterative)_(finetune|reset|reinit|maskreinit|randommask|rewind(\d+))$")
 
 
 def parse_technique(technique: str) -> tuple[str, str, int | None]:
@@ -56,7 +70,7 @@ def parse_technique(technique: str) -> tuple[str, str, int | None]:
         raise ValueError(
             f"unknown technique {technique!r}: use '<schedule>_<treatment>' with schedule in "
             f"{SCHEDULES} and treatment in ('finetune', 'reset', 'rewind<K>', 'reinit', "
-            "'randommask'), e.g. 'oneshot_reset' or 'iterative_rewind50'"
+            "'maskreinit', 'randommask'), e.g. 'oneshot_reset' or 'iterative_rewind50'"
         )
     schedule, treatment = m.group(1), m.group(2)
     if m.group(3) is not None:
@@ -104,6 +118,9 @@ class RunConfig:
     data_seed: int = 0
     train: TrainSpec = field(default_factory=TrainSpec)
     ood_sets: tuple[str, ...] = ()
+    regime: str = "early_stop"
+    data_id: str = ""
+    ood_data_id: str = ""
 
     def __post_init__(self):
         if isinstance(self.train, dict):
@@ -122,7 +139,8 @@ class RunConfig:
         _check_choice("prune", self.prune, PRUNE_KINDS)
         _check_choice("layers", self.layers, ("all", "head", "features"))
         _check_choice("scope", self.scope, ("layer", "global"))
-        schedule, _, _ = parse_technique(self.technique)
+        _check_choice("regime", self.regime, REGIMES)
+        schedule, treatment, _ = parse_technique(self.technique)
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
         if self.output_ratio is not None and not 0.0 <= self.output_ratio < 1.0:
@@ -133,6 +151,15 @@ class RunConfig:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if schedule == "oneshot" and self.rounds != 1:
             raise ValueError(f"a oneshot technique has rounds=1, got rounds={self.rounds}")
+        if treatment == "maskreinit" and schedule == "oneshot":
+            raise ValueError("maskreinit takes the mask of an iterative reset run: use "
+                             "'iterative_maskreinit' (for one shot, 'oneshot_reinit' is the same)")
+        if self.regime == "fixed" and self.train.patience is not None:
+            raise ValueError("the 'fixed' regime trains a fixed budget with no early stopping: "
+                             "set train.patience=None")
+        if self.regime == "early_stop" and self.train.patience is None:
+            raise ValueError("the 'early_stop' regime needs train.patience (evaluations); use "
+                             "regime='fixed' for a fixed budget")
         _check_choice("train.optimizer", self.train.optimizer, ("adam", "sgd"))
         if self.train.lr <= 0 or self.train.max_iters < 1 or self.train.eval_every < 1:
             raise ValueError("train.lr must be > 0, train.max_iters and train.eval_every >= 1")
@@ -197,7 +224,11 @@ class SweepConfig:
     the runs to smaller ratios are the prefixes of the runs to larger ones, which
     the experiment engine computes once). ``ratios_by_schedule`` optionally gives
     one schedule (``"oneshot"`` or ``"iterative"``) its own ratios, and ``skip``
-    leaves ``(prune kind, technique)`` pairs out of the grid.
+    leaves ``(prune kind, technique)`` pairs out of the grid; ``ratios_by_technique`` gives a
+    technique (e.g. a control) its own ratios. ``vary_split`` sets each run's ``data_seed``
+    to its seed, so seeds vary the train/validation split (and, for generated data, the
+    sample) as well as the initialisation. ``extra`` holds further grids of the same study
+    (e.g. the same techniques in another training regime), whose runs follow this one's.
     """
 
     base: dict
@@ -210,6 +241,9 @@ class SweepConfig:
     rate_per_round: float | None = None
     ratios_by_schedule: dict = field(default_factory=dict)
     skip: tuple = ()  # (prune kind, technique) pairs left out of the grid
+    vary_split: bool = False  # True: each seed draws its own train/validation split (data_seed)
+    ratios_by_technique: dict = field(default_factory=dict)  # technique -> its own ratios
+    extra: tuple = ()  # further SweepConfigs of the same study (e.g. another regime)
 
     def rounds_for(self, ratio: float) -> int:
         """Rounds an iterative run to ``ratio`` takes (see the class docstring)."""
@@ -230,8 +264,11 @@ class SweepConfig:
                 if (kind, technique) in self.skip:
                     continue
                 schedule = parse_technique(technique)[0]
-                for ratio in self.ratios_by_schedule.get(schedule, self.ratios):
+                ratios = self.ratios_by_technique.get(
+                    technique, self.ratios_by_schedule.get(schedule, self.ratios))
+                for ratio in ratios:
                     for seed in self.seeds:
+                        split = {"data_seed": seed} if self.vary_split else {}
                         out.append(
                             RunConfig(
                                 **{
@@ -242,9 +279,12 @@ class SweepConfig:
                                     "ratio": ratio,
                                     "seed": seed,
                                     "rounds": self.rounds_for(ratio) if schedule == "iterative" else 1,
+                                    **split,
                                 }
                             )
                         )
+        for part in self.extra:
+            out += part.runs()
         return out
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import os
 import socket
 import struct
@@ -53,6 +54,7 @@ __all__ = [
     "cache_dir",
     "channel_stats",
     "data_root",
+    "fingerprint",
     "load_cifar10",
     "load_ood",
     "make_moons_splits",
@@ -121,7 +123,8 @@ class DataInfo:
 
     ``n`` maps split name to size; ``mean``/``std`` are the per-channel (or per-feature)
     normalisation statistics that were applied, in the [0, 1] pixel scale for images, or None when
-    the data were not normalised.
+    the data were not normalised. ``fingerprint`` identifies the source data (see
+    :func:`fingerprint`); runs store it in their configuration's ``data_id``.
     """
 
     name: str
@@ -132,6 +135,7 @@ class DataInfo:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     notes: str = ""
+    fingerprint: str = ""
 
     def describe(self) -> str:
         """A few human-readable lines: name, sizes, source, preprocessing notes, caveat."""
@@ -147,6 +151,8 @@ class DataInfo:
             lines.append(f"notes: {self.notes}")
         if self.caveat:
             lines.append(f"caveat: {self.caveat}")
+        if self.fingerprint:
+            lines.append(f"fingerprint: {self.fingerprint}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -316,6 +322,7 @@ def make_moons_splits(
         ),
         n=dict(sizes),
         classes=("moon 0", "moon 1"),
+        fingerprint=fingerprint("moons"),
         mean=mean,
         std=std,
         notes="standardised with train statistics" if standardize else "raw coordinates",
@@ -450,6 +457,9 @@ def load_cifar10(
     """
     rootp = _resolve_root(root)
     xtr_all, ytr_all, xte, yte, classes, source, caveat = _cifar10_arrays(rootp)
+    fp = _fingerprint_cached(("cifar10", rootp, _files_stamp(rootp, CIFAR10_TRAIN_FILE,
+                                                             CIFAR10_TEST_FILE)),
+                             lambda: _hash_arrays("cifar10", xtr_all, ytr_all, xte, yte))
     n_all = xtr_all.shape[0]
     if not 0 <= val_size < n_all:
         raise ValueError(f"val_size must be in [0, {n_all}), got {val_size}")
@@ -470,6 +480,7 @@ def load_cifar10(
         classes=classes,
         mean=mean,
         std=std,
+        fingerprint=fp,
         notes=(
             f"validation = {val_size} training images held out by a permutation seeded with "
             f"{seed}; " + ("per-channel normalisation from the training split" if normalize
@@ -819,3 +830,73 @@ def available_ood_sets(
             out.append("mnist")
     out.append("gaussian")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprints: which data a run was made from
+# --------------------------------------------------------------------------------------------
+
+_FINGERPRINTS: dict = {}
+
+
+def _hash_arrays(tag: str, *arrays) -> str:
+    """``"<tag>:<16 hex digits>"``: SHA-256 over each array's dtype, shape and bytes."""
+    h = hashlib.sha256(tag.encode())
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return f"{tag}:{h.hexdigest()[:16]}"
+
+
+def _files_stamp(root: Path | None, *names: str):
+    """(name, size, mtime) of files in ``root``, or "download" when they are not all there."""
+    if root is None or not all((root / n).is_file() for n in names):
+        return "download"
+    return tuple((n, (root / n).stat().st_size, (root / n).stat().st_mtime_ns) for n in names)
+
+
+def _fingerprint_cached(key, compute) -> str:
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = compute()
+    return _FINGERPRINTS[key]
+
+
+_OOD_FILES = {"tinyimagenet": (TINYIMAGENET_FILE,), "mnist": (MNIST_IMAGES_FILE, MNIST_LABELS_FILE),
+              "cifar100": (), "gaussian": ()}
+
+
+def fingerprint(dataset: str, root: str | os.PathLike[str] | None = None) -> str:
+    """The identity of a data set's source content, ``"<name>:<16 hex digits>"``.
+
+    A SHA-256 over the raw arrays actually read (before any split or normalisation): the
+    offline files, or torchvision's download, so a broken or different copy gets another
+    fingerprint. ``dataset``: ``"cifar10"``, ``"moons"`` (generated: the fingerprint of a
+    reference sample of ``sklearn.datasets.make_moons``, which changes if the generator
+    does) or an OOD set name (:data:`OOD_SETS`; ``"gaussian"`` hashes a reference sample of
+    its generator). Computed once per process and source (files are re-hashed when their
+    size or modification time changes). Raises :class:`DataNotFoundError` as the loaders do.
+
+    >>> fingerprint("moons").startswith("moons:")
+    True
+    """
+    rootp = _resolve_root(root)
+    if dataset == "moons":
+        from sklearn.datasets import make_moons
+
+        return _fingerprint_cached(("moons",), lambda: _hash_arrays(
+            "moons", *make_moons(n_samples=64, noise=0.1, random_state=0)))
+    if dataset == "cifar10":
+        key = ("cifar10", rootp, _files_stamp(rootp, CIFAR10_TRAIN_FILE, CIFAR10_TEST_FILE))
+        return _fingerprint_cached(key, lambda: _hash_arrays("cifar10", *_cifar10_arrays(rootp)[:4]))
+    name = dataset.lower()
+    if name not in _OOD_FILES:
+        raise ValueError(f"unknown data set {dataset!r}; allowed: 'moons', 'cifar10', "
+                         + ", ".join(map(repr, OOD_SETS)))
+    key = ("ood", name, rootp, _files_stamp(rootp, *_OOD_FILES[name]))
+
+    def compute() -> str:
+        ood = load_ood(name, root=rootp, n=64 if name == "gaussian" else None, seed=0)
+        return _hash_arrays(name, ood.x.numpy(), ood.y.numpy())
+
+    return _fingerprint_cached(key, compute)

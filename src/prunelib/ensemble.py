@@ -508,6 +508,7 @@ def _train_group(models, masks_list, train, val, cfg: TrainConfig, seeds, device
             stopped_iteration=stopped_at[e] if stopped_at[e] is not None else it,
             history=histories[e],
             rewind_state=rewind[e],
+            stopped_by="patience" if stopped_at[e] is not None else "cap",
         )
         for e in range(E)
     ]

@@ -47,10 +47,23 @@ from .training import TrainConfig, predict_logits, train
 _DATA_CACHE: dict = {}
 
 
+#: data splits kept in memory at once (a CIFAR-10 split set is about 0.7 GB of float32)
+DATA_CACHE_SIZE = 2
+
+
 def load_data(cfg: RunConfig):
-    """The :class:`prunelib.data` splits a run uses (cached within the process)."""
+    """The :class:`prunelib.data` splits a run uses (the last few cached within the process).
+
+    A run whose ``data_id`` is set must get data with that fingerprint: ``ValueError`` (which
+    names both fingerprints) otherwise, so a run is never computed from other data than its
+    key says.
+    """
     key = (cfg.dataset, tuple(sorted(cfg.data_kwargs.items())), cfg.data_seed)
-    if key not in _DATA_CACHE:
+    if key in _DATA_CACHE:
+        _DATA_CACHE[key] = _DATA_CACHE.pop(key)  # most recently used last
+    else:
+        while len(_DATA_CACHE) >= DATA_CACHE_SIZE:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
         kwargs = dict(cfg.data_kwargs)
         limits = {k: kwargs.pop(f"limit_{k}", None) for k in ("train", "val", "test")}
         if cfg.dataset == "moons":
@@ -69,7 +82,13 @@ def load_data(cfg: RunConfig):
                 splits = dataclasses.replace(splits, info=info,
                                              **{name: pdata.Split(x[idx], y[idx])})
         _DATA_CACHE[key] = splits
-    return _DATA_CACHE[key]
+    splits = _DATA_CACHE[key]
+    if cfg.data_id and splits.info.fingerprint != cfg.data_id:
+        raise ValueError(f"the run's data_id is {cfg.data_id!r} but the data found have the "
+                         f"fingerprint {splits.info.fingerprint!r} ({splits.info.source}); point "
+                         f"{pdata.DATA_ENV} at the data the run was made from, or compute runs for "
+                         "these data (prunelib.sweep.bind_data)")
+    return splits
 
 
 _OOD_CACHE: dict = {}
@@ -128,11 +147,19 @@ def ood_evaluation(model, test_logits: torch.Tensor, temperature: float, sets: d
 
 
 def train_config(cfg: RunConfig, seed: int, rewind_iteration: int | None = None) -> TrainConfig:
+    """The trainer's settings for one training phase of ``cfg``.
+
+    Regime ``early_stop``: stop when the validation loss has not improved for
+    ``train.patience`` evaluations (or at ``train.max_iters``), best weights restored.
+    Regime ``fixed``: exactly ``train.max_iters`` iterations, last weights kept.
+    """
     t = cfg.train
+    fixed = cfg.regime == "fixed"
     return TrainConfig(
         optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
         batch_size=t.batch_size, max_iters=t.max_iters, eval_every=t.eval_every,
-        patience=t.patience, seed=seed, rewind_iteration=rewind_iteration,
+        patience=None if fixed else t.patience, seed=seed, rewind_iteration=rewind_iteration,
+        restore_best=not fixed,
     )
 
 
@@ -153,6 +180,7 @@ class Member:
     kept: dict | None = None        # structured: kept unit indices per layer (dense numbering)
     history: list = field(default_factory=list)   # one entry per training phase
     early_stop: list = field(default_factory=list)
+    stopped_by: list = field(default_factory=list)  # "patience" or "cap", per training phase
     rounds: list = field(default_factory=list)    # per-round test accuracy / ECE / early stop
     seconds: float = 0.0
 
@@ -174,7 +202,7 @@ def _fit(members: list[Member], cfgs_train: list[TrainConfig], splits, device: s
         from .ensemble import train_ensemble
 
         results = train_ensemble(models, [m.masks for m in members], splits.train, splits.val,
-                                 cfgs_train[0], seeds=[c.seed for c in cfgs_train])
+                                 cfgs_train[0], seeds=[c.seed for c in cfgs_train], device=device)
     else:
         results = [train(model, splits.train, splits.val, tc, masks=m.masks or None, device=device)
                    for model, m, tc in zip(models, members, cfgs_train)]
@@ -183,6 +211,7 @@ def _fit(members: list[Member], cfgs_train: list[TrainConfig], splits, device: s
         m.state = copy.deepcopy(model.state_dict())
         m.history.append(res.history)
         m.early_stop.append(res.best_iteration)
+        m.stopped_by.append(res.stopped_by)
         m.seconds += per
         if res.rewind_state is not None:
             m.rewind = res.rewind_state
@@ -269,7 +298,12 @@ def evaluate_member(m: Member, splits, device: str = "cpu") -> tuple[dict, dict]
         "val_accuracy": M.accuracy(torch.softmax(lv, -1), yv),
         "mean_confidence": float(pt.max(1).values.mean()),
         "early_stop_iteration": int(m.early_stop[-1]),
+        "train_iterations": int(m.history[-1][-1]["iteration"]),
         "train_iterations_total": int(sum(h[-1]["iteration"] for h in m.history)),
+        # the run's own (last) training phase ended at train.max_iters, not by patience; in
+        # the early_stop regime such a run was still improving when the budget ran out
+        "cap_stopped": int(m.stopped_by[-1] == "cap"),
+        "cap_stopped_phases": int(sum(s == "cap" for s in m.stopped_by)),
         "seconds": m.seconds,
     }
     if n_classes == 2:
@@ -295,6 +329,7 @@ def evaluate_member(m: Member, splits, device: str = "cpu") -> tuple[dict, dict]
                         for k, v in bins.items()},
         "confidence_hist": {"counts": hist.tolist(), "edges": edges.tolist()},
         "history": m.history,
+        "stopped_by": m.stopped_by,
         "rounds": m.rounds,
         "data": splits.info.describe(),
     }
@@ -367,7 +402,7 @@ def source_config(cfg: RunConfig) -> RunConfig | None:
     """For a run of the ``ood`` study, the ``cifar10`` run whose trained network it evaluates."""
     if cfg.study != "ood":
         return None
-    return dataclasses.replace(cfg, study="cifar10", ood_sets=())
+    return dataclasses.replace(cfg, study="cifar10", ood_sets=(), ood_data_id="")
 
 
 def evaluate_stored(cfg: RunConfig, store, source: dict, device: str = "cpu") -> tuple[dict, dict]:
@@ -415,7 +450,9 @@ def execute(cfgs: list[RunConfig], device: str = "cpu", vectorize: bool = True, 
     if missing:
         warnings.warn(f"{missing} ood run(s) skipped: their cifar10 networks are not in the store "
                       "yet (run `prunelib sweep cifar10` with the same profile first)", stacklevel=2)
-    for group in groups.values():
+    # whole seeds one after another, every regime of a seed together (a stopped sweep has
+    # finished seeds of every grid rather than all seeds of one)
+    for group in sorted(groups.values(), key=lambda g: min(c.seed for c in g)):
         yield from _execute_group(group, device, vectorize)
 
 
@@ -445,7 +482,7 @@ def _execute_group(cfgs: list[RunConfig], device: str, vectorize: bool):
         d = by_seed[c.seed]
         m = Member(cfg=c, init=d.init, rewind=d.rewind, state=copy.deepcopy(d.state),
                    history=list(d.history), early_stop=list(d.early_stop),
-                   rounds=list(d.rounds), seconds=d.seconds)
+                   stopped_by=list(d.stopped_by), rounds=list(d.rounds), seconds=d.seconds)
         if c.ratio == 0.0:  # the dense network: the same record for every technique of a seed
             if c.seed not in dense_eval:
                 dense_eval[c.seed] = evaluate_member(m, splits, device)
@@ -453,20 +490,69 @@ def _execute_group(cfgs: list[RunConfig], device: str, vectorize: bool):
         else:
             members.append(m)
 
+    # same-mask controls ride on the reset run whose masks they take; that run is computed
+    # even when it is not asked for (then it is not yielded)
+    controls = [m for m in members if m.cfg.treatment == "maskreinit"]
+    members = [m for m in members if m.cfg.treatment != "maskreinit"]
+    wanted = {repr(m.cfg.to_dict()) for m in members}
+    hidden: set[int] = set()
+    for c in controls:
+        ticket = dataclasses.replace(c.cfg, technique=f"{c.cfg.schedule}_reset")
+        if repr(ticket.to_dict()) not in wanted:
+            wanted.add(repr(ticket.to_dict()))
+            d = by_seed[c.cfg.seed]
+            members.append(Member(cfg=ticket, init=d.init, rewind=d.rewind,
+                                  state=copy.deepcopy(d.state), history=list(d.history),
+                                  early_stop=list(d.early_stop), stopped_by=list(d.stopped_by),
+                                  rounds=list(d.rounds), seconds=d.seconds))
+            hidden.add(id(ticket))
+
     leaders, followers = _share_prefixes(members)
+    where = {repr(m.cfg.to_dict()): (m, m.cfg.rounds) for m in leaders}
+    for lead in leaders:
+        for r, cfgs_r in followers.get(id(lead), {}).items():
+            where.update({repr(c.to_dict()): (lead, r) for c in cfgs_r})
+    spawn: dict = defaultdict(lambda: defaultdict(list))  # id(leader) -> round -> controls
+    for c in controls:
+        lead, r = where[repr(dataclasses.replace(c.cfg, technique=f"{c.cfg.schedule}_reset")
+                             .to_dict())]
+        spawn[id(lead)][r].append(c.cfg)
+
     max_rounds = max((m.cfg.rounds for m in leaders), default=0)
     for r in range(1, max_rounds + 1):
         active = [m for m in leaders if m.cfg.rounds >= r]
         for m in active:
             _prune_member(m, r, splits)
-        _fit(active, [train_config(m.cfg, m.cfg.seed * 1000 + r) for m in active], splits, device,
-             vectorize)
+        spawned = [_mask_reinit(m, c, r) for m in active for c in spawn[id(m)][r]]
+        _fit(active + spawned, [train_config(m.cfg, m.cfg.seed * 1000 + r)
+                                for m in active + spawned], splits, device, vectorize)
         for m in active:
             m.rounds.append(_round_summary(m, r, splits, device))
             for cfg in followers.get(id(m), {}).get(r, []):
-                yield (cfg, *evaluate_member(dataclasses.replace(m, cfg=cfg), splits, device))
-            if m.cfg.rounds == r:
+                if id(cfg) not in hidden:
+                    yield (cfg, *evaluate_member(dataclasses.replace(m, cfg=cfg), splits, device))
+            if m.cfg.rounds == r and id(m.cfg) not in hidden:
                 yield (m.cfg, *evaluate_member(m, splits, device))
+        for m in spawned:
+            m.rounds.append(_round_summary(m, r, splits, device))
+            yield (m.cfg, *evaluate_member(m, splits, device))
+
+
+#: offsets the seed of a same-mask control's fresh initialisation from every other seed use
+MASKREINIT_SEED_OFFSET = 104_729
+
+
+def _mask_reinit(ticket: Member, cfg: RunConfig, r: int) -> Member:
+    """Frankle & Carbin's control of ``ticket`` after round ``r``: its masks (structured: its
+    kept units, i.e. the small dense network of its shape), a fresh random initialisation,
+    trained once from there with the ticket's batch order of that round. Its history, early
+    stop and time are its own training's only."""
+    model_fn = lambda: build_model(cfg.model, **cfg.model_kwargs)  # noqa: E731
+    state = P.treat("reinit", trained=ticket.state, init=ticket.init, masks=ticket.masks,
+                    model_fn=model_fn, seed=cfg.seed * 1000 + r + MASKREINIT_SEED_OFFSET,
+                    kept=ticket.kept if cfg.prune == "structured" else None)
+    return Member(cfg=cfg, init=ticket.init, state=state, masks=copy.deepcopy(ticket.masks),
+                  kept=copy.deepcopy(ticket.kept))
 
 
 def training_seconds(records) -> float:
@@ -480,20 +566,24 @@ def training_seconds(records) -> float:
     This counts each once: per group and seed, the dense phase (from its ratio-0 record),
     plus each remaining run's time beyond it, except for runs that are a prefix of another
     stored run. A seed without a stored ratio-0 record has its dense phase counted in each
-    of its runs. OOD re-evaluations (no training) count 0.
+    of its runs. A same-mask control (``maskreinit``) counts its own training only. OOD
+    re-evaluations (no training) count 0.
     """
     dense: dict[tuple, float] = {}
     pruned: dict[tuple, list[tuple[RunConfig, float]]] = defaultdict(list)
+    total_controls: list[float] = []
     for rec in records:
         if rec is None or rec["config"].get("study") == "ood":
             continue
         cfg = RunConfig.from_dict(rec["config"])
         key = (_group_key(cfg), cfg.seed)
-        if cfg.ratio == 0.0:
+        if cfg.treatment == "maskreinit":  # its own training only; its mask's run is counted
+            total_controls.append(float(rec["metrics"]["seconds"]))
+        elif cfg.ratio == 0.0:
             dense[key] = float(rec["metrics"]["seconds"])
         else:
             pruned[key].append((cfg, float(rec["metrics"]["seconds"])))
-    total = sum(dense.values())
+    total = sum(dense.values()) + sum(total_controls)
     for key, runs in pruned.items():
         seconds = {id(c): t for c, t in runs}
         leaders, _ = _share_prefixes([Member(cfg=c, init={}) for c, _ in runs])

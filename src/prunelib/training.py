@@ -67,8 +67,10 @@ class TrainConfig:
     iterations (optimizer steps); ``patience`` counts evaluations without a strictly
     lower validation loss (None: never stop early). ``momentum`` is used by SGD only.
     ``rewind_iteration`` K asks for a copy of the state after K iterations (0: the
-    initial state, masks applied). ``restore_best`` False leaves the final weights
-    in the model (the best ones are still reported). ``channels_last`` uses the
+    initial state, masks applied). ``restore_best`` True restores the weights of the best
+    evaluation, False leaves the final weights in the model (the best iteration is still
+    reported); None (the default) restores them when early stopping is on
+    (``patience`` set) and keeps the last weights of a fixed budget (``patience=None``). ``channels_last`` uses the
     channels-last memory format for 4-D (image) inputs, which is faster for
     convolutions on CPU; the model is returned in the contiguous format.
     """
@@ -83,7 +85,7 @@ class TrainConfig:
     momentum: float = 0.9
     seed: int = 0
     rewind_iteration: int | None = None
-    restore_best: bool = True
+    restore_best: bool | None = None
     channels_last: bool = True
 
     def __post_init__(self):
@@ -107,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if not _is_int(self.seed):
             raise ValueError(f"seed must be an int, got {self.seed!r}")
+        if self.restore_best is None:
+            self.restore_best = self.patience is not None
         if self.rewind_iteration is not None and (
             not _is_int(self.rewind_iteration) or self.rewind_iteration < 0
         ):
@@ -124,7 +128,9 @@ class TrainResult:
 
     ``best_iteration`` is the argmin of the validation loss over all evaluations
     (the early-stop point; ties go to the earliest), ``stopped_iteration`` the
-    iteration at which training ended (patience out or ``max_iters``). ``history``
+    iteration at which training ended and ``stopped_by`` why: ``"patience"`` (no lower
+    validation loss for ``patience`` evaluations) or ``"cap"`` (``max_iters`` reached).
+    ``history``
     holds one dict per evaluation: ``iteration, train_loss, train_acc, val_loss,
     val_acc`` (see the module docstring for the train metrics). ``rewind_state`` is
     a copy of the state dict after ``cfg.rewind_iteration`` iterations, or None
@@ -136,6 +142,7 @@ class TrainResult:
     stopped_iteration: int
     history: list[dict] = field(default_factory=list)
     rewind_state: dict | None = None
+    stopped_by: str = "cap"
 
     @property
     def best_val_acc(self) -> float:
@@ -476,4 +483,5 @@ def train(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
         stopped_iteration=it,
         history=history,
         rewind_state=rewind_state,
+        stopped_by="patience" if stop else "cap",
     )
