@@ -43,7 +43,7 @@ SMOKE_ARGS  ?= -p profile smoke
 
 help:
 	@echo "make test       install (if needed) and run the tests"
-	@echo "make book       install (if needed), execute the notebooks, build _build/html"
+	@echo "make book       install (if needed), execute the notebooks, build _build/html (with its status page)"
 	@echo "make smoke      execute every notebook in the smoke profile into _build/smoke/"
 	@echo "make check-book load every built page in headless Chromium (Debian: apt-get install chromium)"
 	@echo "make install    create .venv and install -e '.[book,dev]'"
@@ -55,14 +55,14 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e '.[book,dev]'
+	$(PY) -m pip install -e '.[book,dev,graph]'
 	@touch $@
 
 install: $(STAMP)
 
 # pytest exits 5 when it collects no tests: report it loudly, do not fail on it.
 test: $(STAMP)
-	@rc=0; $(PY) -m pytest tests/ $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(PY) -m pytest tests/ src/prunelib --doctest-modules $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: WARNING: pytest collected no tests (exit 5)"; exit 0; fi; \
 	exit $$rc
 
@@ -72,6 +72,10 @@ smoke: $(STAMP)
 # The execution cache (_build/.jupyter_cache) is keyed on the notebooks' code only,
 # and Sphinx re-reads only changed sources: when the library (src/) or the results
 # store (results/) is newer than the cache, drop both so every page is re-executed.
+# The execution-status page (book/status.md) includes _build/status/execution.md, which
+# scripts/status_page.py writes from the cache after the build (when each page was
+# executed, how long it took, on what); when it changed, a second build re-reads that
+# page only, the notebooks coming from the cache.
 BOOK_INPUTS := src results
 CACHE_DB    := _build/.jupyter_cache/global.db
 
@@ -80,7 +84,13 @@ book: $(STAMP)
 	  echo "book: src/ or results/ changed since the notebooks last ran: clearing the execution cache"; \
 	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; \
 	fi
+	$(PY) scripts/status_page.py --begin
 	$(VENV)/bin/jupyter-book build . $(BOOK_ARGS)
+	@rc=0; $(PY) scripts/status_page.py --exit-code-if-changed 10 || rc=$$?; \
+	if [ $$rc -eq 10 ]; then \
+	  echo "book: the execution-status page changed: building it again (from the cache; nothing is re-executed)"; \
+	  $(VENV)/bin/jupyter-book build . $(BOOK_ARGS); \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 	@test -f _build/html/index.html && echo "book: $(abspath _build/html/index.html)"
 
 # The rendered book as a reader sees it: every page in headless Chromium, its images

@@ -1,68 +1,98 @@
-"""Claims tables: verdicts from paired differences; missing runs say so."""
+"""Claims as data: per-seed contrasts, the families and their verdicts (synthetic tables)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from prunelib.claims import cifar10_claims, moons_claims, ood_claims
+from prunelib import claims as C
+from prunelib.figures import forest_plot
+
+RATIOS = (0.0, 0.36, 0.59, 0.79)
 
 
-def frame(effect_ece=-0.02, seeds=8):
-    """Every technique of a (kind, ratio, seed) shares its noise, so techniques differ by
-    exactly nothing and pruned vs dense by ``effect_ece`` in ECE plus noise."""
+def frame(ece_effect=-0.02, acc_effect=-0.02, seeds=10, fixed_ece_effect=None, noise=0.002):
+    """A CIFAR-like table: every (kind, technique, ratio, regime) of a seed shares its noise;
+    pruned networks differ from the dense one by the given effects, controls by nothing."""
     rng = np.random.default_rng(0)
     rows = []
-    for kind in ("structured", "unstructured"):
-        for ratio in (0.0, 0.5, 0.8):
-            for seed in range(seeds):
-                acc = 0.9 + 0.001 * rng.standard_normal()
-                ece = 0.05 + 0.001 * rng.standard_normal()
-                ece_ts = 0.02 + 0.01 * rng.standard_normal()
-                for tech in ("oneshot_reset", "oneshot_finetune", "oneshot_reinit", "iterative_reset"):
-                    rows.append({"prune": kind, "technique": tech, "ratio": ratio, "seed": seed,
-                                 "accuracy": acc, "ece": ece + (effect_ece if ratio > 0 else 0),
-                                 "ece_ts": ece_ts})
+    for regime in ("early_stop", "fixed"):
+        eff = ece_effect if regime == "early_stop" or fixed_ece_effect is None else fixed_ece_effect
+        for seed in range(seeds):
+            base = {m: v + noise * rng.standard_normal() for m, v in
+                    (("accuracy", 0.63), ("ece", 0.05), ("ece_ts", 0.015), ("nll", 1.05),
+                     ("brier", 0.5), ("early_stop_iteration", 5000.0))}
+            for kind in ("structured", "unstructured"):
+                for tech in ("iterative_reset", "iterative_maskreinit"):
+                    for ratio in RATIOS:
+                        if ratio == 0 and tech != "iterative_reset":
+                            continue
+                        r = dict(base)
+                        if ratio > 0:
+                            r["ece"] += eff + noise * 0.1 * rng.standard_normal()
+                            r["accuracy"] += acc_effect + noise * 0.1 * rng.standard_normal()
+                        rows.append({"prune": kind, "technique": tech, "ratio": ratio,
+                                     "seed": seed, "regime": regime, **r})
     return pd.DataFrame(rows)
 
 
-def test_moons_claims_verdicts():
-    claims = moons_claims(frame(), (0.0, 0.5, 0.8)).set_index(["study", "id"])
-    assert claims.loc[("moons, structured", "a"), "verdict"] == "reproduced"  # no accuracy loss
-    assert claims.loc[("moons, structured", "c"), "verdict"] == "reproduced"  # ECE lower
-    assert claims.loc[("moons, structured", "d1"), "verdict"] == "inconclusive"  # noise after TS
-    assert claims.loc[("moons, structured", "d2"), "verdict"] == "inconclusive"  # reset ~ reinit
-    raised = moons_claims(frame(effect_ece=+0.02), (0.0, 0.5, 0.8)).set_index(["study", "id"])
-    assert raised.loc[("moons, unstructured", "c"), "verdict"] == "refuted"
+def test_contrast_pairs_by_seed_and_keeps_common_seeds():
+    df = frame(seeds=4)
+    df = df[~((df.seed == 3) & (df.ratio == 0.79))]
+    d = C.contrast(df, "ece", C.minus(C.at("structured", C.RESET, 0.79), C.dense()))
+    assert len(d) == 3
+    assert d.mean() == pytest.approx(-0.02, abs=1e-3)
+    with pytest.raises(ValueError, match="several rows per seed"):
+        C.contrast(pd.concat([df, df]), "ece", C.minus(C.dense(), C.dense()))
 
 
-def test_missing_runs_are_reported_not_invented():
-    claims = cifar10_claims(frame(), (0.0, 0.5, 0.8))  # no iterative_reinit, no early stop column
-    missing = claims[claims["mean [95% CI]"] == "not in the store yet"]
-    assert len(missing) >= 2 and (missing["verdict"] == "inconclusive").all()
-    assert (missing["seeds"] == 0).all()
-    ood = ood_claims(frame(), (0.0, 0.8), ("mnist",))
-    assert (ood["verdict"] == "inconclusive").all() and len(ood) == 6
+def test_interaction_has_four_terms():
+    df = frame(fixed_ece_effect=-0.05)
+    claim = next(c for c in C.regime_claims(RATIOS) if c.id == "r8")
+    d = C.contrast(df, "ece", claim.terms)
+    assert d.mean() == pytest.approx(-0.03, abs=1e-3)
 
 
-def test_verdict_summary_names_every_claim():
-    from prunelib.claims import verdict_summary
+def test_cifar10_verdicts():
+    table = C.judge(C.cifar10_claims(RATIOS), {"cifar10": frame()}).set_index("id")
+    assert table.loc["c4", "verdict"] == "reproduced"            # ECE lower, clearly
+    assert table.loc["c3", "verdict"] == "reproduced"            # about 2 points lost
+    assert table.loc["cx2", "verdict"] == "no meaningful effect"  # control identical
+    assert table.loc["cx5", "n"] == 0                            # no debiased ECE column
+    assert table.loc["cx5", "verdict"] == "inconclusive"
+    small = C.judge(C.cifar10_claims(RATIOS), {"cifar10": frame(acc_effect=-0.002)})
+    assert small.set_index("id").loc["c3", "verdict"] in ("contradicted", "no meaningful effect")
 
-    claims = moons_claims(frame(), (0.0, 0.5, 0.8))
-    text = verdict_summary(claims)
-    assert text.count("- **moons,") == 2
-    assert all(f"({i})" in text for i in claims["id"])
+
+def test_holm_within_each_family_only():
+    claims = C.cifar10_claims(RATIOS) + C.regime_claims(RATIOS)
+    table = C.judge(claims, {"cifar10": frame()})
+    poster = table[table.family == "poster"]
+    assert set(poster.id) == {"c1", "c2", "c3", "c4"}
+    assert (table.p.isna() | (table.p_adjusted >= table.p - 1e-15)).all()
+    # adding extension claims does not change the poster family's adjusted p
+    alone = C.judge(C.cifar10_claims(RATIOS)[:4], {"cifar10": frame()})
+    np.testing.assert_allclose(alone.p_adjusted.to_numpy(float), poster.p_adjusted.to_numpy(float))
 
 
-def test_cifar10_ticket_vs_reinit_at_the_most_pruned_ratio():
-    """(a''') compares reset with re-init at the largest ratio: here re-init is 3 points worse."""
-    df = frame()
-    extra = df[(df.prune == "unstructured") & (df.technique == "iterative_reset")].copy()
-    extra["technique"] = "iterative_reinit"
-    extra.loc[extra.ratio == 0.8, "accuracy"] -= 0.03
-    claims = cifar10_claims(pd.concat([df, extra]), (0.0, 0.5, 0.8)).set_index("id")
-    row = claims.loc["a'''"]
-    assert "Pm = 0.80" in row["claim"] and row["verdict"] == "reproduced"
-    assert row["difference"].mean == pytest.approx(0.03)
-    # at Pm = 0.5 the two are identical: no difference, no verdict
-    assert claims.loc["a''", "difference"].mean == pytest.approx(0.0)
-    assert claims.loc["a''", "verdict"] == "inconclusive"
+def test_book_claims_name_comparison_ratio_and_control():
+    ratios = {"moons": (0.0, 0.5, 0.8), "cifar10": RATIOS, "ood": RATIOS}
+    claims = C.book_claims(ratios, ("mnist",))
+    assert len({c.id for c in claims}) == len(claims)
+    for c in claims:
+        assert c.comparison and c.ratio is not None and c.predicts in ("higher", "lower", "same")
+        assert c.family in ("poster", "extension")
+    poster = [c for c in claims if c.family == "poster"]
+    # the poster's claims are tested on the poster's algorithm: structured removal
+    for c in poster:
+        assert all(w["prune"] == "structured" for _, w in c.terms), c.id
+
+
+def test_compact_table_and_summary_and_forest_plot():
+    table = C.judge(C.cifar10_claims(RATIOS), {"cifar10": frame()})
+    small = C.compact(table)
+    assert {"effect [adj. CI]", "p", "p (Holm)", "margin", "verdict"} <= set(small.columns)
+    assert small.set_index("id").loc["cx5", "effect [adj. CI]"] == "not in the store yet"
+    text = C.verdict_summary(table)
+    assert all(f"({i})" in text for i in table.id)
+    fig = forest_plot(table)
+    assert len(fig.axes[0].get_yticklabels()) == len(table)

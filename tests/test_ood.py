@@ -42,25 +42,25 @@ def test_scores_higher_for_confident_logits(score):
 # --------------------------------------------------------------------------- #
 def test_auroc_separated_and_reversed():
     id_s, ood_s = np.array([0.9, 0.8, 0.95]), np.array([0.1, 0.3])
-    assert M.auroc(id_s, ood_s) == 1.0
-    assert M.auroc(ood_s, id_s) == 0.0
-    assert M.aupr_in(id_s, ood_s) == 1.0 and M.aupr_out(id_s, ood_s) == 1.0
-    assert M.fpr_at_95_tpr(id_s, ood_s) == 0.0
+    assert M.auroc(id_scores=id_s, ood_scores=ood_s) == 1.0
+    assert M.auroc(id_scores=ood_s, ood_scores=id_s) == 0.0
+    assert M.aupr_in(id_scores=id_s, ood_scores=ood_s) == 1.0 and M.aupr_out(id_scores=id_s, ood_scores=ood_s) == 1.0
+    assert M.fpr_at_95_tpr(id_scores=id_s, ood_scores=ood_s) == 0.0
 
 
 def test_auroc_identical_distributions_is_about_half():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=5_000), rng.normal(size=5_000)
-    assert M.auroc(a, b) == pytest.approx(0.5, abs=0.03)
-    assert M.auroc(a, a) == 0.5  # all ties
+    assert M.auroc(id_scores=a, ood_scores=b) == pytest.approx(0.5, abs=0.03)
+    assert M.auroc(id_scores=a, ood_scores=a) == 0.5  # all ties
 
 
 def test_fpr95_hand_case():
     id_s = np.arange(1, 21, dtype=float)  # 20 ID scores 1..20
     ood_s = np.array([0.0, 1.5, 2.0, 3.0, 10.0])
     # keeping 95% of ID (19 of 20) needs threshold 2; OOD at or above 2: {2, 3, 10} -> 3/5
-    assert M.fpr_at_95_tpr(id_s, ood_s) == pytest.approx(0.6)
-    assert M.fpr_at_tpr(id_s, ood_s, tpr=1.0) == pytest.approx(0.8)  # threshold 1
+    assert M.fpr_at_95_tpr(id_scores=id_s, ood_scores=ood_s) == pytest.approx(0.6)
+    assert M.fpr_at_tpr(id_scores=id_s, ood_scores=ood_s, tpr=1.0) == pytest.approx(0.8)  # threshold 1
 
 
 def test_aupr_conventions_match_sklearn():
@@ -68,11 +68,11 @@ def test_aupr_conventions_match_sklearn():
     id_s, ood_s = rng.normal(1.0, 1.0, 300), rng.normal(0.0, 1.0, 200)
     y = np.r_[np.ones(300), np.zeros(200)]
     s = np.r_[id_s, ood_s]
-    assert M.auroc(id_s, ood_s) == roc_auc_score(y, s)
-    assert M.aupr_in(id_s, ood_s) == average_precision_score(y, s)
-    assert M.aupr_out(id_s, ood_s) == average_precision_score(1 - y, -s)
+    assert M.auroc(id_scores=id_s, ood_scores=ood_s) == roc_auc_score(y, s)
+    assert M.aupr_in(id_scores=id_s, ood_scores=ood_s) == average_precision_score(y, s)
+    assert M.aupr_out(id_scores=id_s, ood_scores=ood_s) == average_precision_score(1 - y, -s)
     # AUPR-out is AUPR-in with the roles of the sets swapped and scores negated
-    assert M.aupr_out(id_s, ood_s) == pytest.approx(M.aupr_in(-ood_s, -id_s))
+    assert M.aupr_out(id_scores=id_s, ood_scores=ood_s) == pytest.approx(M.aupr_in(id_scores=-ood_s, ood_scores=-id_s))
 
 
 def test_no_hidden_sigmoid_on_energy_scores():
@@ -83,16 +83,17 @@ def test_no_hidden_sigmoid_on_energy_scores():
     assert 1 / (1 + np.exp(-100.0)) == 1.0  # what a sigmoid would turn every score into
     lo, hi = min(id_e.min(), ood_e.min()), max(id_e.max(), ood_e.max())
     scaled = ((id_e - lo) / (hi - lo), (ood_e - lo) / (hi - lo))  # rank-equivalent, in [0, 1]
-    value = M.auroc(id_e, ood_e)
+    value = M.auroc(id_scores=id_e, ood_scores=ood_e)
     assert 0.9 < value < 1.0
-    assert value == M.auroc(*scaled)
-    assert M.fpr_at_95_tpr(id_e, ood_e) == M.fpr_at_95_tpr(*scaled)
+    assert value == M.auroc(id_scores=scaled[0], ood_scores=scaled[1])
+    assert M.fpr_at_95_tpr(id_scores=id_e, ood_scores=ood_e) == M.fpr_at_95_tpr(id_scores=scaled[0], ood_scores=scaled[1])
     # real energies from logits, far above 1
     logits_id = rng.normal(size=(200, 10)) * 3 + np.eye(10)[rng.integers(0, 10, 200)] * 8
     logits_ood = rng.normal(size=(200, 10)) * 3
     e_id, e_ood = M.neg_energy(logits_id), M.neg_energy(logits_ood)
     assert e_id.max() > 1
-    assert M.auroc(e_id, e_ood) == M.auroc(np.exp(e_id / 50), np.exp(e_ood / 50))
+    assert M.auroc(id_scores=e_id, ood_scores=e_ood) == M.auroc(
+        id_scores=np.exp(e_id / 50), ood_scores=np.exp(e_ood / 50))
 
 
 @st.composite
@@ -109,19 +110,19 @@ def test_fpr_at_tpr_matches_brute_force(sets, level):
     id_s, ood_s = sets
     # largest threshold t with mean(id >= t) >= level; FPR = mean(ood >= t)
     t = max(c for c in np.unique(id_s) if np.mean(id_s >= c) >= level)
-    assert M.fpr_at_tpr(id_s, ood_s, level) == pytest.approx(np.mean(ood_s >= t))
-    assert 0.0 <= M.auroc(id_s, ood_s) <= 1.0
+    assert M.fpr_at_tpr(id_scores=id_s, ood_scores=ood_s, tpr=level) == pytest.approx(np.mean(ood_s >= t))
+    assert 0.0 <= M.auroc(id_scores=id_s, ood_scores=ood_s) <= 1.0
 
 
 def test_bad_input():
     with pytest.raises(ValueError, match="ood_scores is empty"):
-        M.auroc([0.1, 0.2], [])
+        M.auroc(id_scores=[0.1, 0.2], ood_scores=[])
     with pytest.raises(ValueError, match="non-finite"):
-        M.fpr_at_95_tpr([0.1, np.inf], [0.2])
+        M.fpr_at_95_tpr(id_scores=[0.1, np.inf], ood_scores=[0.2])
     with pytest.raises(ValueError, match="1-D"):
-        M.aupr_in(np.ones((2, 2)), [0.2])
+        M.aupr_in(id_scores=np.ones((2, 2)), ood_scores=[0.2])
     with pytest.raises(ValueError, match="tpr"):
-        M.fpr_at_tpr([0.1], [0.2], tpr=1.5)
+        M.fpr_at_tpr(id_scores=[0.1], ood_scores=[0.2], tpr=1.5)
     with pytest.raises(ValueError, match="at least 2 classes"):
         M.msp(np.ones((3, 1)))
     with pytest.raises(ValueError, match="non-finite"):

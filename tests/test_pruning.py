@@ -1,10 +1,10 @@
 """Structured removal, unstructured masks, schedules and treatments.
 
-One test per pruning pitfall of ``shared/reference/pitfalls.md``: the pruned model
-is what is evaluated, the output layer is skipped by role, removal takes the bias
-too (contrast: ``ln_structured``), the conv->fc flatten boundary, floor counts,
-scores after the previous layer's pruning, masks exact and held, and treatments
-that touch every layer including the output layer.
+One test per pruning pitfall: the pruned model is what is evaluated, the output
+layer is skipped by role, removal takes the bias too (contrast: ``ln_structured``),
+the conv->fc flatten boundary, floor counts, scores after the previous layer's
+pruning, masks exact and held, and treatments that touch every layer including the
+output layer. Issue #16 (models of one's own) is in ``tests/test_own_models.py``.
 """
 
 import copy

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from prunelib.config import RunConfig
-from prunelib.store import CorruptRecordWarning, ResultsStore
+from prunelib.store import HOST, CorruptRecordWarning, ResultsStore
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path, cfg):
     _save(store, cfg)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    stale = tmp_path / "moons" / f".{cfg.key()}.json.{dead}.abc123.tmp"
-    live = tmp_path / "moons" / f".{cfg.key()}.npz.{os.getpid()}.def456.tmp"
+    stale = tmp_path / "moons" / f".{cfg.key()}.json.{HOST}.{dead}.abc123.tmp"
+    live = tmp_path / "moons" / f".{cfg.key()}.npz.{HOST}.{os.getpid()}.def456.tmp"
     stale.write_text("half a reco")
     live.write_text("being written")
     assert store.remove_stale_temporaries() == [stale]

@@ -76,6 +76,23 @@ def test_best_iteration_is_argmin_of_val_loss_not_the_stop_point():
     assert abs(gap.item() - math.log(4)) < 0.3
 
 
+def test_fixed_budget_keeps_the_last_weights_by_default():
+    """patience=None (a fixed budget, e.g. a lottery-ticket round) keeps the last weights
+    unless restore_best=True is asked for; early stopping restores the best (issue #16.6)."""
+    assert TrainConfig(patience=None).restore_best is False
+    assert TrainConfig(patience=3).restore_best is True
+    assert TrainConfig(patience=None, restore_best=True).restore_best is True
+    tr, va = overshoot_task()
+    base = dict(optimizer="sgd", lr=0.05, momentum=0.0, max_iters=400, eval_every=5)
+    default, last, best = linear_at(0.0), linear_at(0.0), linear_at(0.0)
+    res = train(default, tr, va, TrainConfig(**base, patience=None))
+    train(last, tr, va, TrainConfig(**base, patience=None, restore_best=False))
+    train(best, tr, va, TrainConfig(**base, patience=None, restore_best=True))
+    assert 0 < res.best_iteration < res.stopped_iteration == 400    # the best is not the last
+    assert params_equal(default.state_dict(), last.state_dict())
+    assert not params_equal(default.state_dict(), best.state_dict())
+
+
 def test_best_can_be_iteration_zero():
     tr, va = overshoot_task()
     cfg = TrainConfig(optimizer="sgd", lr=0.5, momentum=0.0, max_iters=200, eval_every=5,

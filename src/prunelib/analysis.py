@@ -1,15 +1,17 @@
-"""From a results table to statements: means with intervals, paired differences, verdicts.
+"""From a results table to numbers: means with intervals, paired differences, derived columns.
 
-Every chapter's numbers go through these few functions, so "mean", "interval" and
-"verdict" mean the same thing everywhere:
+Every chapter's numbers go through these few functions, so "mean" and "interval" mean the
+same thing everywhere:
 
 * :func:`summarise` -- mean and 95% t interval over seeds per group;
 * :func:`paired_difference` -- per seed, a technique at a ratio minus the same
   seed's reference (by default the dense network, ratio 0), then mean and 95% t
   interval of those differences. Pairing by seed removes the variation between
   initialisations that both share;
-* :func:`verdict` -- ``"reproduced"``, ``"refuted"`` or ``"inconclusive"`` from an
-  interval and the direction the claim predicts.
+* :func:`derived_columns` and :func:`noise_floor` -- what the chapters compute from the
+  stored predictions without retraining.
+
+Verdicts are not made here: one rule for the whole book lives in :mod:`prunelib.stats`.
 """
 
 from __future__ import annotations
@@ -72,30 +74,6 @@ def paired_difference(df: pd.DataFrame, metric: str, a: dict, b: dict) -> Differ
     return Difference(ci.mean, ci.lower, ci.upper, len(m))
 
 
-def verdict(diff: Difference, predicts: str, margin: float = 0.0) -> str:
-    """Judge a claim that predicts the difference is ``"higher"``, ``"lower"`` or ``"not_lower"``.
-
-    * ``"higher"`` / ``"lower"``: reproduced when the whole interval is above /
-      below zero, refuted when the whole interval is on the other side of zero,
-      inconclusive otherwise;
-    * ``"not_lower"`` (e.g. "matches the dense accuracy"): reproduced when the
-      interval's lower end is above ``-margin`` (at most ``margin`` worse, at the
-      95% level), refuted when its upper end is below ``-margin``.
-
-    With a single seed there is no interval, and the verdict is inconclusive.
-    """
-    if not np.isfinite(diff.lower) or not np.isfinite(diff.upper):
-        return "inconclusive"
-    if predicts == "higher":
-        return "reproduced" if diff.lower > 0 else "refuted" if diff.upper < 0 else "inconclusive"
-    if predicts == "lower":
-        return "reproduced" if diff.upper < 0 else "refuted" if diff.lower > 0 else "inconclusive"
-    if predicts == "not_lower":
-        return ("reproduced" if diff.lower > -margin
-                else "refuted" if diff.upper < -margin else "inconclusive")
-    raise ValueError(f"predicts must be 'higher', 'lower' or 'not_lower', got {predicts!r}")
-
-
 def ood_summary(df: pd.DataFrame, ood_sets, by=("prune", "technique", "ratio")) -> pd.DataFrame:
     """Every OOD metric of every score, before and after temperature scaling, over seeds.
 
@@ -133,3 +111,99 @@ def format_interval(mean: float, lower: float, upper: float, digits: int = 3) ->
     if not (np.isfinite(lower) and np.isfinite(upper)):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {(upper - lower) / 2:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# columns derived from the stored predictions (no retraining)
+# ---------------------------------------------------------------------------------------------
+def _test_probs(store, study: str, key: str, temperature: float = 1.0):
+    arrays = store.arrays({"config": {"study": study}, "key": key})
+    logits = arrays["test_logits"].astype(np.float64) / temperature
+    logits -= logits.max(1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(1, keepdims=True), arrays["test_labels"].astype(np.int64)
+
+
+def derived_columns(df: pd.DataFrame, store=None, ood_sets=(), estimators: bool = True,
+                    where: dict | None = None) -> pd.DataFrame:
+    """``df`` with the columns the chapters and claims derive from the stored runs.
+
+    * ``ece_debiased`` and ``smooth_ece`` (:func:`prunelib.stats.debiased_ece`,
+      :func:`prunelib.stats.smooth_ece`) from each run's stored float16 test logits, when
+      ``estimators`` and a ``store`` are given; ``where`` (column filters, values may be
+      lists) limits them to some rows (NaN elsewhere), since each needs its run's arrays;
+    * per OOD set, ``ood_confidence_gap_<set>``: the mean test confidence minus the mean
+      confidence on that set (in-distribution minus OOD; larger = better separated).
+    """
+    from . import stats
+
+    out = df.copy()
+    for name in ood_sets:
+        col = f"ood_mean_confidence_{name}"
+        if col in out and "mean_confidence" in out:
+            out[f"ood_confidence_gap_{name}"] = out["mean_confidence"] - out[col]
+    if estimators and store is not None and len(out) and "key" in out:
+        mask = np.ones(len(out), dtype=bool)
+        for k, v in (where or {}).items():
+            mask &= out[k].isin(v if isinstance(v, (list, tuple, set)) else [v]).to_numpy()
+        deb, smooth = np.full(len(out), np.nan), np.full(len(out), np.nan)
+        for i in np.flatnonzero(mask):
+            row = out.iloc[i]
+            study = row["study"] if row["study"] != "ood" else "cifar10"
+            if row["study"] == "ood":  # the ood study's arrays hold OOD scores only
+                continue
+            p, y = _test_probs(store, study, row["key"])
+            deb[i] = stats.debiased_ece(p, y)
+            smooth[i] = stats.smooth_ece(p, y)
+        out["ece_debiased"], out["smooth_ece"] = deb, smooth
+    return out
+
+
+def noise_floor(df: pd.DataFrame, store, by=("prune", "technique", "ratio"),
+                max_seeds: int = 3, n_draws: int = 100, seed: int = 0) -> pd.DataFrame:
+    """The ECE a perfectly calibrated predictor with each group's confidences would show.
+
+    For each group of ``by`` (and ``regime`` when the table has it), up to ``max_seeds`` of its
+    runs' stored test predictions give :func:`prunelib.stats.ece_noise_floor` (labels drawn
+    from the confidences, ``n_draws`` times, seeded), before (``ece``) and after temperature
+    scaling (``ece_ts``, the run's fitted temperature); the result is averaged over those runs:
+    columns ``<metric>_floor``, ``<metric>_floor_lower``, ``<metric>_floor_upper`` (the 5% and
+    95% quantiles of the draws). An ECE inside this band is within the estimator's noise.
+    """
+    from . import stats
+
+    by = list(by) + (["regime"] if "regime" in df and "regime" not in by else [])
+    rows = []
+    for key, g in df.groupby(by, sort=True):
+        acc: dict[str, list] = {}
+        for _, r in g.sort_values("seed").head(max_seeds).iterrows():
+            for metric, T in (("ece", 1.0), ("ece_ts", float(r.get("temperature", 1.0)))):
+                p, _ = _test_probs(store, r["study"], r["key"], T)
+                f = stats.ece_noise_floor(p.max(1), n_draws=n_draws, seed=seed)
+                acc.setdefault(metric, []).append((f.mean, f.lower, f.upper))
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for metric, vals in acc.items():
+            m = np.mean(vals, axis=0)
+            row.update({f"{metric}_floor": m[0], f"{metric}_floor_lower": m[1],
+                        f"{metric}_floor_upper": m[2]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cap_stopped(records: list[dict], last: int = 5) -> pd.DataFrame:
+    """The runs whose own training ended at the iteration cap rather than by patience, with how
+    much their validation loss still fell over the last ``last`` evaluations (positive: still
+    improving) and their early-stop iteration. Runs of the ``fixed`` regime stop at the cap by
+    design and are left out."""
+    rows = []
+    for r in records:
+        c = r["config"]
+        if c.get("regime", "early_stop") == "fixed" or not r["metrics"].get("cap_stopped"):
+            continue
+        h = r["history"][-1]
+        k = min(last, len(h) - 1)
+        rows.append({"prune": c["prune"], "technique": c["technique"], "ratio": c["ratio"],
+                     "seed": c["seed"], "iterations": h[-1]["iteration"],
+                     "early_stop_iteration": r["metrics"]["early_stop_iteration"],
+                     f"val loss fall, last {k} evals": h[-1 - k]["val_loss"] - h[-1]["val_loss"]})
+    return pd.DataFrame(rows)

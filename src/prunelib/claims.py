@@ -1,154 +1,366 @@
-"""The poster's claims, each tested on a results table: one row per claim with a verdict.
+"""The poster's claims and this book's extensions, as data, judged by one rule.
 
-Every claim is a paired difference over seeds (:func:`prunelib.analysis.paired_difference`)
-with a 95% t interval and a verdict (:func:`prunelib.analysis.verdict`). A claim whose
-runs are not in the store yet is reported as such, with verdict "inconclusive". The
-chapters show their own study's table; the conclusion page stacks all of them.
+Every claim names what it compares (a per-seed contrast of stored runs), at which pruning
+ratio, and the control matched to it; the verdict comes from :func:`prunelib.stats.judge_family`
+(the rule, the margins and the multiplicity correction live there, in one place).
+
+Two families, each Holm-corrected over all its claims in the book:
+
+* ``poster`` -- what the poster claims, tested on the poster's own algorithm: structured
+  removal of whole neurons of the network's fully-connected part, layer by layer, iterated
+  with the survivors reset to their initial values (the lottery-ticket schedule, 20% of the
+  remaining units per round on CIFAR-10), in the early-stopping regime;
+* ``extension`` -- what the poster did not test: the same claims on unstructured masks (the
+  lottery ticket of Frankle & Carbin), temperature scaling, matched controls (the same mask or
+  shape re-initialised at random), proper scoring rules, other ECE estimators, OOD detection
+  rather than raw confidence, and the fixed-budget training regime.
+
+A claim's contrast is a list of ``(coefficient, selection)`` terms summed per seed: ``[(1, a),
+(-1, b)]`` is "a minus b, paired by seed"; the regime interaction has four terms. Seeds present
+in every term are used; a claim whose runs are not in the table yet has ``n = 0`` and is
+reported as inconclusive, outside the multiplicity count.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 
-from .analysis import paired_difference, verdict
+from . import stats
 
-#: "matches the dense accuracy" allows at most this loss (0.5 points) at the 95% level
-ACCURACY_MARGIN = 0.005
+S, U = "structured", "unstructured"
+ES, FIXED = "early_stop", "fixed"
+RESET, CONTROL = "iterative_reset", "iterative_maskreinit"
 
-COLUMNS = ["study", "id", "claim", "poster", "measured", "difference", "mean [95% CI]", "seeds",
-           "verdict"]
-
-
-def _row(df, study, key, claim, poster, measured, a, b, metric, predicts, margin=0.0):
-    try:
-        d = paired_difference(df, metric, a, b)
-    except (ValueError, KeyError):
-        return {"study": study, "id": key, "claim": claim, "poster": poster,
-                "measured": measured, "difference": None,
-                "mean [95% CI]": "not in the store yet", "seeds": 0, "verdict": "inconclusive"}
-    return {"study": study, "id": key, "claim": claim, "poster": poster, "measured": measured,
-            "difference": d, "mean [95% CI]": f"{d.mean:+.4f} [{d.lower:+.4f}, {d.upper:+.4f}]",
-            "seeds": d.n, "verdict": verdict(d, predicts, margin)}
+COLUMNS = ["chapter", "family", "id", "claim", "source", "comparison", "ratio", "control",
+           "metric", "n", "mean", "lower", "upper", "lower95", "upper95", "p", "p_adjusted",
+           "p_equiv", "p_equiv_adjusted", "margin", "expected", "verdict", "seeds_needed"]
 
 
-def _nearest(ratios, target: float) -> float:
+@dataclass(frozen=True)
+class Claim:
+    """One claim: its contrast of stored runs, the direction it predicts and where it is from.
+
+    ``predicts``: ``"higher"``/``"lower"`` (the contrast is above/below zero) or ``"same"``
+    (the contrast is within the metric's practical margin). ``expected``: a claimed size in
+    the metric's units (e.g. -0.02 for "loses about 2 points"), or None.
+    """
+
+    id: str
+    chapter: str
+    family: str
+    statement: str
+    source: str
+    metric: str
+    predicts: str
+    terms: tuple
+    comparison: str
+    ratio: float | None
+    control: str = "-"
+    expected: float | None = None
+
+
+def at(prune: str, technique: str, ratio: float, regime: str = ES) -> dict:
+    """A selection of runs: one prune kind, technique, ratio and regime (one run per seed)."""
+    return {"prune": prune, "technique": technique, "ratio": float(ratio), "regime": regime}
+
+
+def dense(prune: str = S, regime: str = ES) -> dict:
+    """The dense network of a seed (ratio 0 of the reset schedule)."""
+    return at(prune, RESET, 0.0, regime)
+
+
+def minus(a: dict, b: dict) -> tuple:
+    return ((1.0, a), (-1.0, b))
+
+
+def nearest(ratios, target: float) -> float:
+    """The grid's pruning ratio closest to ``target`` (ratio 0 excluded)."""
     return min((r for r in ratios if r > 0), key=lambda r: abs(r - target))
 
 
-def moons_claims(df: pd.DataFrame, ratios) -> pd.DataFrame:
-    """Claims (a)-(d) of the Make Moons study (chapter 3), for each kind of pruning."""
-    rows = []
-    high = _nearest(ratios, 0.8)
-    for kind in sorted(df["prune"].unique()):
-        dense = {"prune": kind, "technique": "oneshot_reset", "ratio": 0.0}
-
-        def at(technique, ratio, kind=kind):
-            return {"prune": kind, "technique": technique, "ratio": ratio}
-
-        s = f"moons, {kind}"
-        rows.append(_row(df, s, "a", "one-shot pruning (reset) at Pm = 0.5 matches the dense accuracy",
-                         "Figure 4: winning ticket at Pm = 0.5", "accuracy, pruned - dense",
-                         at("oneshot_reset", 0.5), dense, "accuracy", "not_lower", ACCURACY_MARGIN))
-        worst = None
-        for r in ratios:
-            if 0 < r <= high:
-                try:
-                    d = paired_difference(df, "accuracy", at("iterative_reset", r), dense)
-                except ValueError:
-                    continue
-                if worst is None or d.mean < worst[1].mean:
-                    worst = (r, d)
-        r_b = worst[0] if worst else high
-        rows.append(_row(df, s, "b", f"iterative pruning (reset) keeps the dense accuracy up to "
-                         f"Pm = {high:g} (worst ratio: {r_b:g})", "Figure 4",
-                         "accuracy, pruned - dense", at("iterative_reset", r_b), dense, "accuracy",
-                         "not_lower", ACCURACY_MARGIN))
-        for key, tech in (("c", "iterative_reset"), ("c'", "oneshot_finetune")):
-            rows.append(_row(df, s, key, f"pruning lowers ECE ({tech}, Pm = {high:g})",
-                             "Figure 6 (left)", "ECE, pruned - dense", at(tech, high), dense, "ece",
-                             "lower"))
-        rows.append(_row(df, s, "d1", f"... and still after temperature scaling (Pm = {high:g})",
-                         "not tested by the poster", "ECE after TS, pruned - dense",
-                         at("iterative_reset", high), dense, "ece_ts", "lower"))
-        rows.append(_row(df, s, "d2", f"... and beyond the capacity control (Pm = {high:g})",
-                         "not tested by the poster", "ECE, reset - reinit",
-                         at("oneshot_reset", high), at("oneshot_reinit", high), "ece", "lower"))
-    return pd.DataFrame(rows, columns=COLUMNS)
+def _select(df: pd.DataFrame, where: dict) -> pd.Series:
+    sel = df
+    for k, v in where.items():
+        if k not in sel:
+            if k == "regime" and v == ES:  # tables of studies without a regime column
+                continue
+            return pd.Series(dtype=float)
+        sel = sel[np.isclose(sel[k].astype(float), v)] if isinstance(v, float) else sel[sel[k] == v]
+    if sel["seed"].duplicated().any():
+        raise ValueError(f"selection {where} has several rows per seed")
+    return sel.set_index("seed")
 
 
-def cifar10_claims(df: pd.DataFrame, ratios) -> pd.DataFrame:
-    """Claims (a)-(c) of the CIFAR-10 study (chapter 4)."""
-    U, S = "unstructured", "structured"
-    p6, p8, top = _nearest(ratios, 0.6), _nearest(ratios, 0.8), max(ratios)
-    dense = {"prune": U, "technique": "iterative_reset", "ratio": 0.0}
-    sdense = {"prune": S, "technique": "oneshot_reset", "ratio": 0.0}
+def contrast(df: pd.DataFrame, metric: str, terms) -> np.ndarray:
+    """Per-seed values of ``sum(coef * metric(selection))`` over the seeds in every term."""
+    if df.empty or metric not in df:
+        return np.array([])
+    parts = [(coef, _select(df, where)) for coef, where in terms]
+    seeds = None
+    for _, sel in parts:
+        seeds = set(sel.index) if seeds is None else seeds & set(sel.index)
+    if not seeds:
+        return np.array([])
+    seeds = sorted(seeds)
+    return sum(coef * sel.loc[seeds, metric].to_numpy(float) for coef, sel in parts)
 
-    def at(kind, tech, r):
-        return {"prune": kind, "technique": tech, "ratio": r}
 
-    s = "cifar10"
-    rows = [
-        _row(df, s, "a", f"iterative reset finds a winning ticket at Pm = {p6:.2f}: accuracy",
-             "Figure 5: ticket at Pm = 0.6", "accuracy, ticket - dense",
-             at(U, "iterative_reset", p6), dense, "accuracy", "not_lower", ACCURACY_MARGIN),
-        _row(df, s, "a'", f"... which early-stops sooner (Pm = {p6:.2f})", "Figure 5",
-             "early-stop iteration, ticket - dense", at(U, "iterative_reset", p6), dense,
-             "early_stop_iteration", "lower"),
-        _row(df, s, "a''", f"... and beats its random re-init (Pm = {p6:.2f})", "not tested by the poster",
-             "accuracy, reset - reinit", at(U, "iterative_reset", p6), at(U, "iterative_reinit", p6),
-             "accuracy", "higher"),
-        _row(df, s, "a'''", f"the ticket beats its random re-init at the most pruned ratio "
-             f"(Pm = {top:.2f})", "not tested by the poster", "accuracy, reset - reinit",
-             at(U, "iterative_reset", top), at(U, "iterative_reinit", top), "accuracy", "higher"),
-        _row(df, s, "b", f"the {p8:.0%}-pruned model loses accuracy", "about 2 points",
-             "accuracy, pruned - dense", at(U, "iterative_reset", p8), dense, "accuracy", "lower"),
-        _row(df, s, "b'", f"... while its ECE improves (Pm = {p8:.2f})", "Figure 6 (right)",
-             "ECE, pruned - dense", at(U, "iterative_reset", p8), dense, "ece", "lower"),
-        _row(df, s, "c1", f"the lower ECE survives temperature scaling (Pm = {p8:.2f})",
-             "not tested by the poster", "ECE after TS, pruned - dense",
-             at(U, "iterative_reset", p8), dense, "ece_ts", "lower"),
-        _row(df, s, "c2", f"... and the random re-init control (Pm = {p8:.2f})",
-             "not tested by the poster", "ECE, reset - reinit", at(U, "iterative_reset", p8),
-             at(U, "iterative_reinit", p8), "ece", "lower"),
-        _row(df, s, "c3", f"structured removal lowers ECE (one-shot, Pm = {p8:.2f})", "conclusion",
-             "ECE, pruned - dense", at(S, "oneshot_reset", p8), sdense, "ece", "lower"),
-        _row(df, s, "c4", f"... beyond the capacity control (Pm = {p8:.2f})", "not tested by the poster",
-             "ECE, reset - small dense net", at(S, "oneshot_reset", p8), at(S, "oneshot_reinit", p8),
-             "ece", "lower"),
+# ---------------------------------------------------------------------------------------------
+# the claims of each chapter
+# ---------------------------------------------------------------------------------------------
+def moons_claims(ratios) -> list[Claim]:
+    """Chapter 3 (Make Moons): the poster's Figures 4 and 6 (left)."""
+    p8 = nearest(ratios, 0.8)
+    p5 = nearest(ratios, 0.5)
+    out = []
+    for kind, family, tag in ((S, "poster", ""), (U, "extension", "u")):
+        d = dense(kind)
+        label = "structured removal" if kind == S else "unstructured masks"
+        ctrl = f"same {'shape' if kind == S else 'mask'}, fresh init (row m{tag}x2)"
+        out += [
+            Claim(f"m{tag}1", "moons", family,
+                  f"one-shot pruning ({label}, reset) at Pm = {p5:g} keeps the dense accuracy",
+                  "Figure 4", "accuracy", "same", minus(at(kind, "oneshot_reset", p5), d),
+                  "one-shot pruned - dense", p5),
+            Claim(f"m{tag}2", "moons", family,
+                  f"iterative pruning ({label}, reset) keeps the dense accuracy at Pm = {p8:g}",
+                  "Figure 4", "accuracy", "same", minus(at(kind, RESET, p8), d),
+                  "iterative pruned - dense", p8),
+            Claim(f"m{tag}3", "moons", family,
+                  f"iterative pruning ({label}) lowers ECE at Pm = {p8:g}", "Figure 6 (left)",
+                  "ece", "lower", minus(at(kind, RESET, p8), d), "pruned - dense", p8, ctrl),
+            Claim(f"m{tag}x1", "moons", "extension",
+                  f"... and still after temperature scaling ({label})", "not tested by the poster",
+                  "ece_ts", "lower", minus(at(kind, RESET, p8), d), "pruned - dense, after TS", p8),
+            Claim(f"m{tag}x2", "moons", "extension",
+                  f"... and against its matched control ({label})", "not tested by the poster",
+                  "ece", "lower", minus(at(kind, RESET, p8), at(kind, CONTROL, p8)),
+                  "pruned - same-mask re-init", p8, ctrl),
+        ]
+        if kind == S:
+            out += [Claim(f"mx{k}", "moons", "extension",
+                          f"iterative structured pruning lowers the {name} at Pm = {p8:g}",
+                          "proper scoring rule", metric, "lower", minus(at(S, RESET, p8), d),
+                          "pruned - dense", p8, ctrl)
+                    for k, (metric, name) in enumerate((("nll", "NLL"), ("brier", "Brier score")),
+                                                       start=3)]
+    return out
+
+
+def cifar10_claims(ratios) -> list[Claim]:
+    """Chapter 4 (CIFAR-10): the poster's Figures 5 and 6 (right) on structured removal of the
+    CNN's head, then the lottery ticket on masks and the controls as extensions."""
+    p6, p8, top = nearest(ratios, 0.6), nearest(ratios, 0.8), max(ratios)
+    d = dense(S)
+    cap = f"small dense network of the same shape (row cx2 at {p8:.2f})"
+    out = [
+        Claim("c1", "cifar10", "poster", f"iterative pruning finds a ticket at Pm = {p6:.2f} that "
+              "tests better than the dense network", "Figure 5", "accuracy", "higher",
+              minus(at(S, RESET, p6), d), "pruned - dense", p6,
+              f"small dense network of the same shape at {p6:.2f}"),
+        Claim("c2", "cifar10", "poster", f"... and early-stops sooner (Pm = {p6:.2f})", "Figure 5",
+              "early_stop_iteration", "lower", minus(at(S, RESET, p6), d), "pruned - dense", p6),
+        Claim("c3", "cifar10", "poster", f"the network pruned at Pm = {p8:.2f} loses about 2 "
+              "points of accuracy", "text beside Figure 5", "accuracy", "lower",
+              minus(at(S, RESET, p8), d), "pruned - dense", p8, expected=-0.02),
+        Claim("c4", "cifar10", "poster", f"pruning lowers ECE (Pm = {p8:.2f})", "Figure 6 (right)",
+              "ece", "lower", minus(at(S, RESET, p8), d), "pruned - dense", p8, cap),
+        Claim("cx1", "cifar10", "extension", f"... and still after temperature scaling "
+              f"(Pm = {p8:.2f})", "not tested by the poster", "ece_ts", "lower",
+              minus(at(S, RESET, p8), d), "pruned - dense, after TS", p8),
+        Claim("cx2", "cifar10", "extension", "... and against the small dense network of the same "
+              "shape trained from scratch", "not tested by the poster", "ece", "lower",
+              minus(at(S, RESET, p8), at(S, CONTROL, p8)), "pruned - small dense", p8, cap),
     ]
+    for k, (metric, name) in enumerate((("nll", "NLL"), ("brier", "Brier score"),
+                                        ("ece_debiased", "debiased ECE"),
+                                        ("smooth_ece", "smooth ECE")), start=3):
+        out.append(Claim(f"cx{k}", "cifar10", "extension", f"pruning lowers the {name} "
+                         f"(Pm = {p8:.2f})", "proper score / ECE estimator", metric, "lower",
+                         minus(at(S, RESET, p8), d), "pruned - dense", p8, cap))
+    du = dense(U)
+    same = "same mask, fresh init"
+    out += [
+        Claim("cu1", "cifar10", "extension", f"the lottery ticket (masks) at Pm = {p6:.2f} tests "
+              "better than the dense network", "Frankle & Carbin", "accuracy", "higher",
+              minus(at(U, RESET, p6), du), "ticket - dense", p6, same),
+        Claim("cu2", "cifar10", "extension", f"... and early-stops sooner (Pm = {p6:.2f})",
+              "Frankle & Carbin", "early_stop_iteration", "lower", minus(at(U, RESET, p6), du),
+              "ticket - dense", p6),
+        Claim("cu3", "cifar10", "extension", f"the ticket beats its same-mask re-initialisation "
+              f"(Pm = {p6:.2f})", "Frankle & Carbin", "accuracy", "higher",
+              minus(at(U, RESET, p6), at(U, CONTROL, p6)), "ticket - same-mask re-init", p6, same),
+        Claim("cu4", "cifar10", "extension", f"... also at the most pruned ratio (Pm = {top:.2f})",
+              "Frankle & Carbin", "accuracy", "higher",
+              minus(at(U, RESET, top), at(U, CONTROL, top)), "ticket - same-mask re-init", top,
+              same),
+        Claim("cu5", "cifar10", "extension", f"masks lower ECE (Pm = {p8:.2f})",
+              "not tested by the poster", "ece", "lower", minus(at(U, RESET, p8), du),
+              "ticket - dense", p8, same),
+        Claim("cu6", "cifar10", "extension", "... against the same-mask re-initialisation",
+              "not tested by the poster", "ece", "lower",
+              minus(at(U, RESET, p8), at(U, CONTROL, p8)), "ticket - same-mask re-init", p8, same),
+    ]
+    return out
+
+
+def regime_claims(ratios) -> list[Claim]:
+    """Chapter 4's regime section: does pruning help calibration only when the dense network is
+    over-confident (fixed budget, last weights kept)?"""
+    p8 = nearest(ratios, 0.8)
+    dF, dE = dense(S, FIXED), dense(S, ES)
+    pF, pE = at(S, RESET, p8, FIXED), at(S, RESET, p8, ES)
+    out = [Claim("r1", "cifar10", "extension", "a fixed budget (last weights kept) makes the dense "
+                 "network over-confident", "Guo et al. 2017", "ece", "higher", minus(dF, dE),
+                 "dense: fixed - early stop", 0.0)]
+    for k, metric in enumerate(("ece", "nll", "brier"), start=2):
+        out.append(Claim(f"r{k}", "cifar10", "extension", f"in the fixed regime pruning lowers "
+                         f"the {metric.upper() if metric != 'brier' else 'Brier score'} "
+                         f"(Pm = {p8:.2f})", "extension", metric, "lower", minus(pF, dF),
+                         "pruned - dense (fixed)", p8, "small dense network (row r6)"))
+    out += [
+        Claim("r5", "cifar10", "extension", "... and still after temperature scaling", "extension",
+              "ece_ts", "lower", minus(pF, dF), "pruned - dense (fixed), after TS", p8),
+        Claim("r6", "cifar10", "extension", "... and against the small dense network of the same "
+              "shape", "extension", "ece", "lower", minus(pF, at(S, CONTROL, p8, FIXED)),
+              "pruned - small dense (fixed)", p8),
+        Claim("r7", "cifar10", "extension", "... and, for masks, against the same-mask "
+              "re-initialisation", "extension", "ece", "lower",
+              minus(at(U, RESET, p8, FIXED), at(U, CONTROL, p8, FIXED)),
+              "ticket - same-mask re-init (fixed)", p8),
+        Claim("r8", "cifar10", "extension", "the pruning effect on ECE is larger (more negative) in "
+              "the fixed regime than with early stopping", "interaction", "ece", "lower",
+              ((1.0, pF), (-1.0, dF), (-1.0, pE), (1.0, dE)),
+              "(pruned - dense) fixed - (pruned - dense) early stop", p8),
+        Claim("r9", "cifar10", "extension", "... and on the NLL", "interaction", "nll", "lower",
+              ((1.0, pF), (-1.0, dF), (-1.0, pE), (1.0, dE)),
+              "(pruned - dense) fixed - (pruned - dense) early stop", p8),
+    ]
+    return out
+
+
+def ood_claims(ratios, ood_sets) -> list[Claim]:
+    """Chapter 5 (OOD): the poster's Figure 7 and its robustness conclusion, per OOD set, on
+    structured removal; the confidence gap and AUROC after temperature scaling as extensions."""
+    p8 = nearest(ratios, 0.8)
+    d, p = dense(S), at(S, RESET, p8)
+    out = []
+    for name in ood_sets:
+        out += [
+            Claim(f"o1:{name}", "ood", "poster", f"pruned networks are less confident on {name} "
+                  f"(Pm = {p8:.2f})", "Figure 7", f"ood_mean_confidence_{name}", "lower",
+                  minus(p, d), "pruned - dense", p8),
+            Claim(f"o2:{name}", "ood", "poster", f"pruning improves detecting {name} (AUROC of "
+                  "the maximum softmax probability)", "conclusion: robustness",
+                  f"auroc_msp_{name}", "higher", minus(p, d), "pruned - dense", p8),
+            Claim(f"ox1:{name}", "ood", "extension", f"pruning widens the gap between test and "
+                  f"{name} confidence", "not tested by the poster", f"ood_confidence_gap_{name}",
+                  "higher", minus(p, d), "pruned - dense", p8),
+            Claim(f"ox2:{name}", "ood", "extension", "... AUROC after temperature scaling",
+                  "not tested by the poster", f"auroc_msp_ts_{name}", "higher", minus(p, d),
+                  "pruned - dense", p8),
+        ]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# judging
+# ---------------------------------------------------------------------------------------------
+def margin_key(metric: str) -> str:
+    """The name under which :data:`prunelib.stats.MARGINS` holds ``metric``'s margin (the
+    per-OOD-set columns share their measure's margin)."""
+    for prefix, key in (("ood_mean_confidence_", "mean_confidence"),
+                        ("ood_confidence_gap_", "ood_confidence_gap")):
+        if metric.startswith(prefix):
+            return key
+    return metric
+
+
+def judge(claims: list[Claim], tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per claim (:data:`COLUMNS`), verdicts Holm-corrected within each family.
+
+    ``tables`` maps a chapter (``"moons"``, ``"cifar10"``, ``"ood"``) to its results table
+    (:func:`prunelib.sweep.sweep_results`, with the derived columns of
+    :func:`prunelib.analysis.derived_columns` where a claim needs them). Claims of chapters
+    without a table count as not in the store.
+    """
+    diffs = [contrast(tables.get(c.chapter, pd.DataFrame()), c.metric, c.terms) for c in claims]
+    rows = [None] * len(claims)
+    for family in dict.fromkeys(c.family for c in claims):
+        members = [i for i, c in enumerate(claims) if c.family == family]
+        idx = [i for i in members if len(diffs[i])]
+        judged = stats.judge_family([{"diffs": diffs[i], "predicts": claims[i].predicts,
+                                      "metric": margin_key(claims[i].metric),
+                                      "expected": claims[i].expected} for i in idx])
+        for i in members:  # not in the store yet: no number, and outside the correction
+            if not len(diffs[i]):
+                c = claims[i]
+                rows[i] = {**dict.fromkeys(COLUMNS, np.nan), "chapter": c.chapter,
+                           "family": family, "id": c.id, "claim": c.statement, "source": c.source,
+                           "comparison": c.comparison, "ratio": c.ratio, "control": c.control,
+                           "metric": c.metric, "n": 0, "margin": stats.margin_for(margin_key(c.metric)),
+                           "expected": c.expected, "verdict": "inconclusive",
+                           "seeds_needed": None}
+        for i, j in zip(idx, judged):
+            c = claims[i]
+            rows[i] = {"chapter": c.chapter, "family": family, "id": c.id, "claim": c.statement,
+                       "source": c.source, "comparison": c.comparison, "ratio": c.ratio,
+                       "control": c.control, "metric": c.metric, "n": j.n, "mean": j.mean,
+                       "lower": j.lower, "upper": j.upper, "lower95": j.lower95,
+                       "upper95": j.upper95, "p": j.p, "p_adjusted": j.p_adjusted,
+                       "p_equiv": j.p_equiv, "p_equiv_adjusted": j.p_equiv_adjusted,
+                       "margin": j.margin, "expected": c.expected, "verdict": j.verdict,
+                       "seeds_needed": j.seeds_needed}
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def ood_claims(df: pd.DataFrame, ratios, ood_sets) -> pd.DataFrame:
-    """Claims (d)-(e) of the OOD study (chapter 5), per OOD set."""
-    near = _nearest(ratios, 0.8)
+def book_claims(ratios: dict, ood_sets) -> list[Claim]:
+    """Every claim of the book: ``ratios`` maps a chapter to its grid's ratios."""
+    return (moons_claims(ratios["moons"]) + cifar10_claims(ratios["cifar10"])
+            + regime_claims(ratios["cifar10"]) + ood_claims(ratios["ood"], ood_sets))
+
+
+def compact(table: pd.DataFrame, scale: dict | None = None) -> pd.DataFrame:
+    """The claims table as a reader takes it in: id, claim, comparison at ratio, effect with its
+    adjusted interval, raw and adjusted p, margin and verdict, in percentage points where the
+    metric is a fraction (``scale`` overrides the factor per metric)."""
+    scale = scale or {}
     rows = []
-    for kind, tech in (("unstructured", "iterative_reset"), ("structured", "oneshot_reset")):
-        dense = {"prune": kind, "technique": tech, "ratio": 0.0}
-        pruned = {"prune": kind, "technique": tech, "ratio": near}
-        for name in ood_sets:
-            s = f"ood, {name}, {kind}"
-            rows.append(_row(df, s, "d", f"pruned networks are less confident on OOD inputs "
-                             f"(Pm = {near:.2f})", "Figure 7", "mean OOD confidence, pruned - dense",
-                             pruned, dense, f"ood_mean_confidence_{name}", "lower"))
-            rows.append(_row(df, s, "e", f"pruning improves OOD detection (AUROC of MSP, "
-                             f"Pm = {near:.2f})", "conclusion: robustness", "AUROC, pruned - dense",
-                             pruned, dense, f"auroc_msp_{name}", "higher"))
-            rows.append(_row(df, s, "e'", "... also after temperature scaling",
-                             "not tested by the poster", "AUROC after TS, pruned - dense",
-                             pruned, dense, f"auroc_msp_ts_{name}", "higher"))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    for _, r in table.iterrows():
+        f = scale.get(r["metric"], 1.0 if r["metric"] == "early_stop_iteration" else 100.0)
+        unit = "" if f == 1.0 else " pt"
+        effect = ("not in the store yet" if r["n"] == 0 else
+                  f"{f * r['mean']:+.2f}{unit} [{f * r['lower']:+.2f}, {f * r['upper']:+.2f}]"
+                  if np.isfinite(r["lower"]) else f"{f * r['mean']:+.2f}{unit}")
+        ratio = "" if r["ratio"] is None or not np.isfinite(r["ratio"]) else f" @ {r['ratio']:.2f}"
+        rows.append({"id": r["id"], "claim": r["claim"], "comparison": f"{r['comparison']}{ratio}",
+                     "control": r["control"], "metric": r["metric"], "effect [adj. CI]": effect,
+                     "p": _p(r["p"]), "p (Holm)": _p(r["p_adjusted"]),
+                     "margin": f"±{f * r['margin']:.2g}{unit}", "seeds": int(r["n"]),
+                     "verdict": r["verdict"] + (f" (≈{r['seeds_needed']} seeds)"
+                                                if r["verdict"] == "inconclusive"
+                                                and r["seeds_needed"] else "")})
+    return pd.DataFrame(rows)
 
 
-def verdict_summary(claims: pd.DataFrame) -> str:
-    """Markdown bullets, one per study group: its claims sorted by verdict, with intervals."""
+def _p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def verdict_summary(table: pd.DataFrame) -> str:
+    """Markdown bullets, one per chapter and family: its claims grouped by verdict."""
     lines = []
-    for study, g in claims.groupby("study", sort=False):
+    for (chapter, family), g in table.groupby(["chapter", "family"], sort=False):
         parts = []
-        for v in ("reproduced", "refuted", "inconclusive"):
+        for v in stats.VERDICTS:
             sel = g[g["verdict"] == v]
             if len(sel):
-                parts.append(f"*{v}*: " + "; ".join(
-                    f"({r['id']}) {r['claim']}: {r['mean [95% CI]']}" for _, r in sel.iterrows()))
-        lines.append(f"- **{study}** — " + " — ".join(parts))
+                parts.append(f"*{v}*: " + "; ".join(f"({r['id']}) {r['claim']}"
+                                                    for _, r in sel.iterrows()))
+        lines.append(f"- **{chapter}, {family}** — " + " — ".join(parts))
     return "\n".join(lines)

@@ -50,7 +50,7 @@ from .training import (
     _acc_dtype,
     _as_xy,
     _param_dtype,
-    make_optimizer,
+    make_optimizer_unfused,
     resolve_device,
 )
 
@@ -313,7 +313,7 @@ def _eval_stack(stack: StackedMLP, X, y, batch_size: int):
 def _compact_optimizer(opt: torch.optim.Optimizer, pairs, keep: torch.Tensor,
                        cfg: TrainConfig) -> torch.optim.Optimizer:
     """A new optimizer over the new params of ``pairs``, state rows ``keep`` carried over."""
-    new_opt = make_optimizer([q for _, q in pairs], cfg)
+    new_opt = make_optimizer_unfused([q for _, q in pairs], cfg)
     for p, q in pairs:
         st = opt.state.get(p)
         if not st:
@@ -350,7 +350,10 @@ def _train_group(models, masks_list, train, val, cfg: TrainConfig, seeds, device
     with torch.no_grad():
         for i, m in mask_pairs:
             stack.params[i].mul_(m)
-    opt = make_optimizer(stack.params, cfg)
+    # not the fused Adam: it rounds a member's update differently depending on the member's
+    # place in the stack, and a member must train bit-identically in any batch (a resumed
+    # sweep forms other batches than an uninterrupted one); the default is as fast here
+    opt = make_optimizer_unfused(stack.params, cfg)
 
     gens = []
     for s in seeds:

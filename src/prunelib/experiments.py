@@ -58,7 +58,9 @@ def load_data(cfg: RunConfig):
     names both fingerprints) otherwise, so a run is never computed from other data than its
     key says.
     """
-    key = (cfg.dataset, tuple(sorted(cfg.data_kwargs.items())), cfg.data_seed)
+    # where the data come from is part of the key: the data root, or the download cache
+    where = cfg.data_kwargs.get("root") or str(pdata.data_root() or pdata.cache_dir())
+    key = (cfg.dataset, tuple(sorted(cfg.data_kwargs.items())), cfg.data_seed, where)
     if key in _DATA_CACHE:
         _DATA_CACHE[key] = _DATA_CACHE.pop(key)  # most recently used last
     else:
@@ -108,7 +110,8 @@ def load_ood_sets(cfg: RunConfig, splits) -> dict:
     n_test = len(splits.test.y)
     root = cfg.data_kwargs.get("root")
     for name in cfg.ood_sets:
-        key = (name, root, n_test, splits.info.mean, splits.info.std)
+        key = (name, root or str(pdata.data_root() or pdata.cache_dir()), n_test,
+               splits.info.mean, splits.info.std)
         if key not in _OOD_CACHE:
             full = pdata.load_ood(name, root=root, normalize_with=splits.info, seed=cfg.data_seed)
             if len(full) > n_test:
@@ -139,7 +142,7 @@ def ood_evaluation(model, test_logits: torch.Tensor, temperature: float, sets: d
                 if tag == "" and score_name == "msp":  # the others follow from the weights
                     arrays[f"ood:{name}:msp"] = np.asarray(so, dtype=np.float16)
                 for metric_name, metric in OOD_METRICS.items():
-                    value = float(metric(si, so))
+                    value = float(metric(id_scores=si, ood_scores=so))
                     metrics[f"{metric_name}_{score_name}{tag}_{name}"] = value
                     if i == 0:
                         metrics[f"{metric_name}_{score_name}{tag}"] = value
@@ -547,7 +550,7 @@ def _mask_reinit(ticket: Member, cfg: RunConfig, r: int) -> Member:
     kept units, i.e. the small dense network of its shape), a fresh random initialisation,
     trained once from there with the ticket's batch order of that round. Its history, early
     stop and time are its own training's only."""
-    model_fn = lambda: build_model(cfg.model, **cfg.model_kwargs)  # noqa: E731
+    model_fn = lambda: build_model(cfg.model, **cfg.model_kwargs)
     state = P.treat("reinit", trained=ticket.state, init=ticket.init, masks=ticket.masks,
                     model_fn=model_fn, seed=cfg.seed * 1000 + r + MASKREINIT_SEED_OFFSET,
                     kept=ticket.kept if cfg.prune == "structured" else None)

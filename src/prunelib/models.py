@@ -11,11 +11,14 @@ and declares its output layer in the attribute ``output_layer``:
 * :class:`Conv2` -- Frankle & Carbin's Conv-2: two 3x3 conv-64 (padding 1),
   max-pool, fc 256-256-10.
 
-:func:`layer_roles` names the role of every parametrised layer (``Linear`` or
-``Conv2d``): ``"features"`` (a hidden conv layer), ``"head"`` (a hidden linear
+:func:`layer_roles` names the role of every parametrised layer (:data:`PARAM_LAYERS`:
+``Linear``, any convolution, ``Embedding``) of any model, the library's or yours:
+``"features"`` (a hidden convolution or embedding), ``"head"`` (a hidden linear
 layer) or ``"output"``. The output layer is found by role -- the declared
 ``output_layer`` attribute, else the last parametrised layer -- never by a
-fixed index, so a shallow network never has its output layer pruned.
+fixed index, so a shallow network never has its output layer pruned. Set
+``model.output_layer = "<name>"`` on your own model when its last parametrised
+layer is not the output.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "LAYER_GROUPS",
     "MLP",
     "MODEL_NAMES",
+    "PARAM_LAYERS",
     "Conv2",
     "PosterCNN",
     "build_model",
@@ -39,7 +43,9 @@ __all__ = [
 
 MODEL_NAMES = ("mlp", "poster_cnn", "conv2")
 LAYER_GROUPS = ("all", "head", "features")
-PARAM_LAYERS = (nn.Linear, nn.Conv2d)
+#: Layer types with a role (and whose ``weight`` masks may prune): ``Linear``, every
+#: convolution (``Conv1d/2d/3d``, ``ConvTranspose1d/2d/3d``) and embeddings.
+PARAM_LAYERS = (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag)
 
 
 class _Net(nn.Sequential):
@@ -58,6 +64,11 @@ class MLP(_Net):
     Layers are indexed as in any ``nn.Sequential``: hidden ``Linear`` layers at
     ``"0", "2", ...``, the output layer at ``str(2 * len(hidden))``. Inputs are
     ``(batch, in_features)`` (flatten images first).
+
+    >>> import torch
+    >>> net = MLP(2, (32, 32), 2)
+    >>> net.output_layer, net(torch.zeros(5, 2)).shape
+    ('4', torch.Size([5, 2]))
     """
 
     def __init__(self, in_features: int = 2, hidden: Sequence[int] = (32, 32),
@@ -82,6 +93,10 @@ class PosterCNN(_Net):
     ``0`` conv 3->6 5x5, ``1`` ReLU, ``2`` max-pool 2, ``3`` conv 6->16 5x5, ``4`` ReLU,
     ``5`` max-pool 2, ``6`` flatten (16*5*5 = 400), ``7`` fc 400->120, ``8`` ReLU,
     ``9`` fc 120->84, ``10`` ReLU, ``11`` output fc 84->n_classes.
+
+    >>> import torch
+    >>> PosterCNN()(torch.zeros(1, 3, 32, 32)).shape
+    torch.Size([1, 10])
     """
 
     def __init__(self, n_classes: int = 10, in_channels: int = 3):
@@ -102,6 +117,10 @@ class Conv2(_Net):
     ``0`` conv in->64 3x3 (padding 1), ``1`` ReLU, ``2`` conv 64->64 3x3 (padding 1),
     ``3`` ReLU, ``4`` max-pool 2, ``5`` flatten (64*16*16), ``6`` fc ->256, ``7`` ReLU,
     ``8`` fc 256->256, ``9`` ReLU, ``10`` output fc 256->n_classes.
+
+    >>> import torch
+    >>> Conv2(image_size=8)(torch.zeros(1, 3, 8, 8)).shape
+    torch.Size([1, 10])
     """
 
     def __init__(self, n_classes: int = 10, in_channels: int = 3, image_size: int = 32):
@@ -124,6 +143,13 @@ def build_model(name: str, **kwargs) -> nn.Module:
     ``kwargs`` go to the constructor (e.g. ``in_features``, ``hidden``, ``n_classes``).
     Initialisation is PyTorch's default and draws from the global RNG
     (``torch.manual_seed`` before the call makes it reproducible).
+
+    >>> build_model("mlp", hidden=(8,))
+    MLP(
+      (0): Linear(in_features=2, out_features=8, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=8, out_features=2, bias=True)
+    )
     """
     classes = {"mlp": MLP, "poster_cnn": PosterCNN, "conv2": Conv2}
     if name not in classes:
@@ -132,16 +158,21 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
 
 def _param_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every ``Linear``/``Conv2d`` in registration order."""
+    """``(name, module)`` of every parametrised layer (:data:`PARAM_LAYERS`) in order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, PARAM_LAYERS)]
 
 
 def output_layer_name(model: nn.Module) -> str:
     """The output layer by role: the declared ``model.output_layer``, else the last
-    ``Linear``/``Conv2d`` (a plain ``nn.Sequential``)."""
+    parametrised layer (:data:`PARAM_LAYERS`) in registration order.
+
+    >>> from torch import nn
+    >>> output_layer_name(nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)))
+    '2'
+    """
     layers = _param_layers(model)
     if not layers:
-        raise ValueError("model has no Linear or Conv2d layer")
+        raise ValueError("model has no parametrised layer (Linear, convolution or embedding)")
     declared = getattr(model, "output_layer", None)
     if declared is not None:
         names = [n for n, _ in layers]
@@ -152,10 +183,13 @@ def output_layer_name(model: nn.Module) -> str:
 
 
 def layer_roles(model: nn.Module) -> OrderedDict:
-    """``{layer name: role}`` for every ``Linear``/``Conv2d`` in order.
+    """``{layer name: role}`` for every parametrised layer (:data:`PARAM_LAYERS`) in order.
 
     Roles: ``"output"`` (found by :func:`output_layer_name`), ``"features"`` (other
-    ``Conv2d``), ``"head"`` (other ``Linear``).
+    convolutions and embeddings), ``"head"`` (other ``Linear``).
+
+    >>> dict(layer_roles(PosterCNN()))
+    {'0': 'features', '3': 'features', '7': 'head', '9': 'head', '11': 'output'}
     """
     out_name = output_layer_name(model)
     roles = OrderedDict()
@@ -163,7 +197,7 @@ def layer_roles(model: nn.Module) -> OrderedDict:
         if name == out_name:
             roles[name] = "output"
         else:
-            roles[name] = "features" if isinstance(m, nn.Conv2d) else "head"
+            roles[name] = "head" if isinstance(m, nn.Linear) else "features"
     return roles
 
 
@@ -171,9 +205,12 @@ def prunable_layers(model: nn.Module, layers: str | Iterable[str] = "all") -> li
     """Names of the hidden layers selected by ``layers``, in model order.
 
     ``layers`` is ``"all"`` (every hidden layer), ``"head"`` (hidden ``Linear``),
-    ``"features"`` (hidden ``Conv2d``) or an iterable of hidden-layer names. The
-    output layer is never a prunable hidden layer; naming it (or an unknown name)
-    raises ``ValueError`` listing the allowed names.
+    ``"features"`` (hidden convolutions and embeddings) or an iterable of hidden-layer
+    names. The output layer is never a prunable hidden layer; naming it (or an
+    unknown name) raises ``ValueError`` listing the allowed names.
+
+    >>> prunable_layers(PosterCNN(), "head")
+    ['7', '9']
     """
     roles = layer_roles(model)
     hidden = [n for n, r in roles.items() if r != "output"]

@@ -1,4 +1,4 @@
-"""A content-addressed results store: one record per run, never a half-written one.
+"""A content-addressed results store: one record per run, verified end to end.
 
 Layout under the store's root::
 
@@ -9,10 +9,30 @@ Layout under the store's root::
 
 ``key`` is :func:`prunelib.config.config_hash` of the run's configuration. Both
 files are written to a temporary name and renamed into place (atomic on POSIX);
-the arrays file first, then the record, which carries the arrays' SHA-256. A
-record that does not parse, whose key does not match its configuration, or
-whose arrays are missing or do not match the checksum is reported as corrupt
-and treated as missing, so the run is recomputed — it is never read as a result.
+the arrays file first, then the record, which carries the arrays' SHA-256
+(``arrays_sha256``) and the SHA-256 of its own canonical content
+(``record_sha256``: sorted keys, no whitespace, every field but this one).
+
+A record is trusted only when it parses, has this schema, its key matches its
+configuration (and its file name), its own checksum matches its content, it has
+its ``metrics``, and its arrays match their checksum. Anything else is reported
+as corrupt (:class:`CorruptRecordWarning`, naming the file and the reason) and
+treated as missing, so the run is recomputed — it is never read as a result. A
+record edited by hand is therefore caught: change one digit and its checksum no
+longer matches.
+
+Records written before records carried their own checksum (prunelib before
+issue #17) are reported as corrupt too. :meth:`ResultsStore.seal` (on the command
+line ``prunelib store seal --store results``) adds the checksum to every such
+record that is otherwise verified (key matches configuration, arrays match);
+run it once on a store whose records you have not edited.
+
+Files are created with the permissions the process umask allows (``0644`` with
+umask ``022``), so a store copied to or shared with another user is readable by
+them. Temporary files are named ``.<file>.<host>.<pid>.<random>.tmp``: a sweep
+removes those of dead processes of its own host only, and anyone's temporary
+files older than :data:`STALE_TEMPORARY_S` (a writer takes seconds), so machines
+sharing a store never delete each other's live temporaries.
 """
 
 from __future__ import annotations
@@ -21,7 +41,10 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import re
+import secrets
+import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -29,15 +52,56 @@ import numpy as np
 
 from .config import SCHEMA_VERSION, RunConfig, config_hash
 
+#: the record's field holding the SHA-256 of its own canonical content
+RECORD_CHECKSUM = "record_sha256"
+#: temporary files of other hosts (or of an unknown format) older than this are removed
+STALE_TEMPORARY_S = 24 * 3600.0
+
+
+_UNSEALED = ("no record checksum (written by an older prunelib: if its content is trusted, "
+             "`prunelib store seal` adds it)")
+
 
 class CorruptRecordWarning(UserWarning):
-    """A record on disk could not be trusted and will be recomputed."""
+    """A record on disk could not be trusted and will be recomputed (or was skipped)."""
+
+
+def _host_tag() -> str:
+    """This machine and PID namespace, as a file-name-safe tag: the host name plus a
+    short hash of the kernel's boot id and the PID namespace, so that two containers
+    with one host name, or a rebooted machine, do not take each other's process ids
+    for their own."""
+    name = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname() or "host")[:32] or "host"
+    ident = []
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            ident.append(os.readlink(path) if path.endswith("/pid") else Path(path).read_text())
+        except OSError:
+            ident.append("")
+    return f"{name}-{hashlib.sha256('|'.join(ident).encode()).hexdigest()[:8]}"
+
+
+HOST = _host_tag()
+
+
+def record_checksum(record: dict) -> str:
+    """SHA-256 of a record's canonical JSON (sorted keys, no whitespace), without its own
+    checksum field. Computed on the record as JSON gives it back, so it is what a reader
+    recomputes."""
+    body = {k: v for k, v in record.items() if k != RECORD_CHECKSUM}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed into place.
+
+    The temporary file is created with mode ``0o666`` minus the umask (as ``open`` does),
+    and named by this host and process so that :meth:`ResultsStore.remove_stale_temporaries`
+    on any machine sharing the store can tell whether its writer may still be alive."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the writer's PID in the name lets a later sweep remove what a killed writer left
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -48,6 +112,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _parse_temporary(name: str) -> tuple[str, int] | None:
+    """``(host, pid)`` of a temporary file's name, None for another format."""
+    parts = name.rsplit(".", 4)  # ['.<file>', host, pid, random, 'tmp']
+    if len(parts) != 5 or parts[4] != "tmp" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
 
 
 class ResultsStore:
@@ -63,7 +135,7 @@ class ResultsStore:
 
     # -- writing ------------------------------------------------------------
     def save(self, cfg: RunConfig, record: dict, arrays: dict[str, np.ndarray]) -> Path:
-        """Write ``arrays`` then the record (with key, schema and checksum)."""
+        """Write ``arrays`` then the record (with key, schema and both checksums)."""
         json_path, npz_path = self.paths(cfg)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
@@ -76,9 +148,36 @@ class ResultsStore:
             **record,
             "arrays_sha256": hashlib.sha256(blob).hexdigest(),
         }
-        text = json.dumps(full, indent=1, sort_keys=True, default=_json_default)
-        _atomic_write(json_path, text.encode())
+        full.pop(RECORD_CHECKSUM, None)
+        # the checksum is taken over the record as a reader will parse it (numpy scalars,
+        # tuples... converted), so that reading it back gives exactly the same content
+        full = json.loads(json.dumps(full, default=_json_default))
+        _atomic_write(json_path, _record_text(full))
         return json_path
+
+    def seal(self, study: str | None = None) -> int:
+        """Add the record checksum to the verified records that lack it; their number.
+
+        For records written before records were checksummed (e.g. by a sweep still running
+        older code). A record is sealed only when it parses, has this schema, its key matches
+        its configuration and file name, it has its metrics and its arrays match their
+        checksum; records already sealed or failing a check are left as they are (and
+        reported as corrupt by :meth:`load`). Sealing trusts the content of the records: run
+        it on stores that nobody has edited by hand."""
+        sealed = 0
+        for path in self._record_paths(study):
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, ValueError, RecursionError):
+                continue
+            if not isinstance(rec, dict) or RECORD_CHECKSUM in rec:
+                continue
+            if self._problem(path, rec, expect_key=path.stem, verify_arrays=True,
+                             check_sum=False) is not None:
+                continue
+            _atomic_write(path, _record_text(rec))
+            sealed += 1
+        return sealed
 
     # -- reading ------------------------------------------------------------
     def load(self, cfg: RunConfig) -> dict | None:
@@ -88,19 +187,39 @@ class ResultsStore:
             return None
         return self._read(json_path, expect_key=config_hash(cfg))
 
-    def remove_stale_temporaries(self) -> list[Path]:
-        """Delete temporary files left by writers that no longer run (e.g. killed with -9)."""
+    def remove_stale_temporaries(self, max_age_s: float | None = None) -> list[Path]:
+        """Delete temporary files whose writer no longer runs (e.g. killed with -9).
+
+        A temporary file of this host (and PID namespace) is removed when its writer's
+        process is gone; any other one (another machine sharing the store, or an older
+        naming) only when it has not been modified for ``max_age_s`` seconds (default
+        :data:`STALE_TEMPORARY_S`, a day), since its writer's process cannot be checked
+        from here."""
+        max_age = STALE_TEMPORARY_S if max_age_s is None else max_age_s
+        now = time.time()
         removed = []
-        for tmp in self.root.glob("*/.*.tmp"):
+        for tmp in list(self.root.glob(".*.tmp")) + list(self.root.glob("*/.*.tmp")):
+            parsed = _parse_temporary(tmp.name)
+            if parsed is not None and parsed[0] == HOST:
+                try:
+                    os.kill(parsed[1], 0)  # raises if no such process
+                    continue
+                except ProcessLookupError:
+                    pass
+                except (PermissionError, OverflowError, OSError):
+                    continue  # alive under another user, or not a process id here
+            else:
+                try:
+                    if now - tmp.stat().st_mtime < max_age:
+                        continue
+                except OSError:
+                    continue
             try:
-                pid = int(tmp.name.rsplit(".", 3)[-3])
-                os.kill(pid, 0)  # raises if no such process
+                tmp.unlink()
+            except FileNotFoundError:
                 continue
-            except ProcessLookupError:
-                pass
-            except (ValueError, IndexError, PermissionError):
-                continue
-            tmp.unlink(missing_ok=True)
+            except OSError:
+                continue  # not ours to remove (e.g. a read-only shared store)
             removed.append(tmp)
         return removed
 
@@ -117,42 +236,85 @@ class ResultsStore:
         """Every valid record (of one study, or all); corrupt ones are warned about.
 
         ``verify_arrays=False`` skips the arrays' checksums (a quick scan of the records)."""
-        folders = [self.root / study] if study else sorted(p for p in self.root.glob("*") if p.is_dir())
-        out = []
-        for folder in folders:
-            for path in sorted(folder.glob("*.json")):
-                rec = self._read(path, expect_key=path.stem, verify_arrays=verify_arrays)
-                if rec is not None:
-                    out.append(rec)
+        out, unsealed = [], []
+        for path in self._record_paths(study):
+            rec = self._read(path, expect_key=path.stem, verify_arrays=verify_arrays,
+                             unsealed=unsealed)
+            if rec is not None:
+                out.append(rec)
+        if unsealed:  # one warning for a store written by an older prunelib, not thousands
+            warnings.warn(f"{len(unsealed)} record(s) in {self.root} have no record checksum "
+                          f"(written by an older prunelib), e.g. {unsealed[0]}; they are treated "
+                          "as corrupt and will be recomputed: if their content is trusted, "
+                          f"`prunelib store seal --store {self.root}` adds it",
+                          CorruptRecordWarning, stacklevel=2)
         return out
 
-    def _read(self, json_path: Path, expect_key: str, verify_arrays: bool = True) -> dict | None:
-        def corrupt(why: str):
-            warnings.warn(f"corrupt record {json_path}: {why}; it will be recomputed",
-                          CorruptRecordWarning, stacklevel=3)
+    def _record_paths(self, study: str | None) -> list[Path]:
+        if study:
+            folders = [self.root / study]
+        elif self.root.is_dir():
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        else:
+            folders = []
+        return [p for folder in folders for p in sorted(folder.glob("*.json"))]
 
+    def _read(self, json_path: Path, expect_key: str, verify_arrays: bool = True,
+              unsealed: list | None = None) -> dict | None:
         try:
             rec = json.loads(json_path.read_text())
-        except (OSError, ValueError) as e:
-            return corrupt(f"unreadable JSON ({e.__class__.__name__})")
+        except (OSError, ValueError, RecursionError) as e:
+            why = f"unreadable JSON ({e.__class__.__name__})"
+        else:
+            why = self._problem(json_path, rec, expect_key, verify_arrays)
+        if why is None:
+            return rec
+        if unsealed is not None and why == _UNSEALED:
+            unsealed.append(json_path)
+            return None
+        warnings.warn(f"corrupt record {json_path}: {why}; it will be recomputed",
+                      CorruptRecordWarning, stacklevel=3)
+        return None
+
+    def _problem(self, json_path: Path, rec, expect_key: str, verify_arrays: bool,
+                 check_sum: bool = True) -> str | None:
+        """Why the parsed record ``rec`` cannot be trusted, or None."""
         if not isinstance(rec, dict) or rec.get("schema") != SCHEMA_VERSION:
-            return corrupt("missing or different schema version")
+            return "missing or different schema version"
         try:
             key = config_hash(rec["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            return corrupt(f"invalid configuration ({e})")
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+            return f"invalid configuration ({e.__class__.__name__}: {e})"
         if key != rec.get("key") or key != expect_key:
-            return corrupt("key does not match the configuration")
+            return "key does not match the configuration"
+        if check_sum:
+            if RECORD_CHECKSUM not in rec:
+                return _UNSEALED
+            try:
+                digest = record_checksum(rec)
+            except (TypeError, ValueError, RecursionError) as e:
+                return f"content cannot be checksummed ({e.__class__.__name__})"
+            if digest != rec[RECORD_CHECKSUM]:
+                return "content does not match its checksum (edited or damaged)"
+        if not isinstance(rec.get("metrics"), dict):
+            return "no metrics"
         npz_path = json_path.with_suffix(".npz")
         if not verify_arrays:
-            return rec if npz_path.exists() else corrupt("arrays file missing")
+            return None if npz_path.exists() else "arrays file missing"
         try:
             digest = hashlib.sha256(npz_path.read_bytes()).hexdigest()
-        except OSError:
-            return corrupt("arrays file missing")
+        except OSError as e:
+            return f"arrays file unreadable ({e.__class__.__name__})"
         if digest != rec.get("arrays_sha256"):
-            return corrupt("arrays file does not match its checksum")
-        return rec
+            return "arrays file does not match its checksum"
+        return None
+
+
+def _record_text(rec: dict) -> bytes:
+    """The record file's bytes: ``rec`` with its checksum, keys sorted, no whitespace (every
+    clone carries the store; ``python -m json.tool`` shows a record indented)."""
+    rec = {**rec, RECORD_CHECKSUM: record_checksum(rec)}
+    return json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _json_default(o):

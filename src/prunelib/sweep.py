@@ -115,24 +115,47 @@ def bind_data(sweep: SweepConfig, store: ResultsStore | str | None = None, *,
 
 def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *,
               fresh: bool = False, device: str = "cpu", progress: bool = True,
-              vectorize: bool = True) -> pd.DataFrame:
+              vectorize: bool = True, summary: bool | None = None) -> pd.DataFrame:
     """Compute the runs of ``sweep`` missing from ``store`` and return every run's row.
 
     Finished runs are written one by one, atomically, as they complete, so an
     interrupted sweep resumes where it stopped. ``fresh=True`` recomputes all.
     ``vectorize=False`` trains MLPs one at a time instead of as one batched ensemble.
-    Every configuration is validated before any training starts.
+
+    Every input is checked before any training starts (:mod:`prunelib.preflight`: the
+    configurations, the device, the data's files and arrays, and, when there is something
+    to compute, that the store is writable); a bad one raises
+    :class:`~prunelib.preflight.PreflightError` (a ``ValueError``) saying how to fix it.
+
+    ``summary`` (default: ``progress``) prints one line at the end: runs computed, read
+    from the store, and not computed. What happened is also in the returned table's
+    ``attrs["sweep"]``: ``{"runs", "asked", "computed", "from_store", "not_computed"}``
+    (``asked``: the runs that were missing, or all with ``fresh``; ``not_computed``: those
+    of them that could not be, e.g. ``ood`` runs whose ``cifar10`` network is not stored).
+
+    Runs of MLPs trained as one batched ensemble are reproducible to float rounding (about
+    1e-7), not bit for bit, across different batches: a resumed sweep batches only the
+    missing runs, and PyTorch's fused Adam rounds a member's update differently at different
+    positions of the stacked weights. See
+    ``tests/test_faults.py::test_7_resume_matches_an_uninterrupted_sweep``.
     """
     from .experiments import execute
+    from .preflight import check_data, check_device, check_store
 
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
+    device = check_device(device)
+    check_store(store.root, write=False)
+    check_data(sweep)
     if isinstance(sweep, SweepConfig):
         sweep = bind_data(sweep, source="data")
     runs = sweep.runs() if isinstance(sweep, SweepConfig) else list(sweep)
     store.remove_stale_temporaries()
     todo = runs if fresh else [r for r in runs if store.load(r) is None]
+    if todo:
+        check_store(store.root, write=True, study=todo[0].study)
     t0 = time.perf_counter()
     machine = machine_description()
+    computed = 0
     with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress,
               desc=runs[0].study if runs else "sweep") as bar:
         for cfg, record, arrays in execute(todo, device=pick_device(device), vectorize=vectorize,
@@ -140,33 +163,111 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
             record["device"] = pick_device(device)
             record["machine"] = machine
             store.save(cfg, record, arrays)
+            computed += 1
             bar.update(1)
-    if progress:
-        print(f"{len(runs)} runs: {len(todo)} computed, {len(runs) - len(todo)} from the store "
-              f"({store.root}), {time.perf_counter() - t0:.1f} s")
-    return results_frame([store.load(r) for r in runs])
+    outcome = {"runs": len(runs), "asked": len(todo), "computed": computed,
+               "from_store": len(runs) - len(todo), "not_computed": len(todo) - computed}
+    if progress if summary is None else summary:
+        print(summary_line(outcome, store.root, time.perf_counter() - t0))
+    df = results_frame([store.load(r) for r in runs])
+    df.attrs["sweep"] = outcome
+    return df
+
+
+def summary_line(outcome: dict, root, seconds: float) -> str:
+    """The line a sweep ends with: ``"15 runs: 3 computed, 12 from the store (results), 1.2 s"``."""
+    missing = (f", {outcome['not_computed']} not computed" if outcome["not_computed"] else "")
+    return (f"{outcome['runs']} runs: {outcome['computed']} computed, {outcome['from_store']} "
+            f"from the store ({root}){missing}, {seconds:.1f} s")
 
 
 def results_frame(records) -> pd.DataFrame:
-    """One row per record: configuration columns, then every scalar metric."""
+    """One row per record: configuration columns, then every scalar metric.
+
+    A record without the fields a row needs (its configuration's study, profile, model,
+    technique, ratio, seed...; its metrics) is skipped and named in a
+    :class:`~prunelib.store.CorruptRecordWarning`, so one malformed record cannot take down
+    a whole table."""
     rows = []
     for rec in records:
         if rec is None:
             continue
-        c = rec["config"]
-        row = {"study": c["study"], "profile": c["profile"], "model": c["model"],
-               "prune": c["prune"], "technique": c["technique"], "ratio": c["ratio"],
-               "seed": c["seed"], "dataset": c["dataset"], "key": rec["key"],
-               "regime": c.get("regime", "early_stop"), "data_seed": c.get("data_seed", 0),
-               "data_id": c.get("data_id", "")}
-        row.update({k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))})
-        row.update(rec.get("ood_metrics", {}))
+        try:
+            row = _row(rec)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+            name = rec.get("key", "?") if isinstance(rec, dict) else "?"
+            try:
+                name = f"{rec['config']['study']}/{name}"
+            except (KeyError, TypeError, IndexError):
+                pass
+            warnings.warn(f"skipped malformed record {name}: {e.__class__.__name__} {e}",
+                          CorruptRecordWarning, stacklevel=2)
+            continue
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=REPORT_COLUMNS)
     first = [c for c in REPORT_COLUMNS if c in df]
     return df[first + [c for c in df.columns if c not in first]]
+
+
+def _row(rec: dict) -> dict:
+    c = rec["config"]
+    row = {"study": c["study"], "profile": c["profile"], "model": c["model"],
+           "prune": c["prune"], "technique": c["technique"], "ratio": c["ratio"],
+           "seed": c["seed"], "dataset": c["dataset"], "key": rec["key"],
+           "regime": c.get("regime", "early_stop"), "data_seed": c.get("data_seed", 0),
+           "data_id": c.get("data_id", "")}
+    for k in ("study", "profile", "model", "prune", "technique", "regime", "dataset", "key"):
+        if not isinstance(row[k], str):
+            raise TypeError(f"{k} is {type(row[k]).__name__}, not a string")
+    for k in ("ratio", "seed", "data_seed"):
+        if isinstance(row[k], bool) or not isinstance(row[k], (int, float)):
+            raise TypeError(f"{k} is {type(row[k]).__name__}, not a number")
+    metrics = rec["metrics"]
+    if not isinstance(metrics, dict):
+        raise TypeError(f"metrics is {type(metrics).__name__}, not a mapping")
+    for k in ("accuracy", "ece"):
+        if not isinstance(metrics.get(k), (int, float)):
+            raise KeyError(f"metrics has no number {k!r}")
+    row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    ood = rec.get("ood_metrics", {})
+    if not isinstance(ood, dict):
+        raise TypeError(f"ood_metrics is {type(ood).__name__}, not a mapping")
+    row.update({k: v for k, v in ood.items() if isinstance(v, (int, float))})
+    return row
+
+
+#: the groups of :func:`aggregate_results`: one row per study, profile, training regime,
+#: prune kind, technique and ratio
+AGGREGATE_BY = ("study", "profile", "regime", "prune", "technique", "ratio")
+
+
+def aggregate_results(df: pd.DataFrame, metrics=("accuracy", "ece"),
+                      by=AGGREGATE_BY) -> pd.DataFrame:
+    """Mean and 95% t interval over seeds of each metric per group, one row per group.
+
+    Through :func:`prunelib.analysis.summarise` (the aggregation every chapter uses): for
+    each metric the columns ``<metric>``, ``<metric>_lower`` and ``<metric>_upper``, and
+    ``n``, the runs of the group. Metrics not in ``df`` are left out; a run without a value
+    of a metric (NaN) does not count for that metric. With one seed the interval is NaN.
+    """
+    from .analysis import summarise
+
+    by = [b for b in by if b in df]
+    if df.empty or not by:
+        return pd.DataFrame(columns=[*by, "n"])
+    out = df.groupby(by, sort=True).size().rename("n").reset_index()
+    for m in metrics:
+        if m not in df:
+            continue
+        have = df.dropna(subset=[m])
+        if have.empty:
+            continue
+        s = summarise(have, m, by=tuple(by)).drop(columns="n")
+        s = s.rename(columns={"mean": m, "lower": f"{m}_lower", "upper": f"{m}_upper"})
+        out = out.merge(s, on=by, how="left")
+    return out[[*by, *[c for c in out.columns if c not in by and c != "n"], "n"]]
 
 
 def sweep_results(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str) -> pd.DataFrame:

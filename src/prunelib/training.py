@@ -6,19 +6,22 @@
 loss has not improved for ``patience`` evaluations, and restores the weights of
 the best evaluation from a real copy.
 
-What it guards against (see ``shared/reference/pitfalls.md``):
+What it guards against:
 
-* **the early-stop iteration** reported in :attr:`TrainResult.best_iteration` is
+* **the early-stop iteration** reported in ``TrainResult.best_iteration`` is
   the argmin of the validation loss over every evaluation, iteration 0 (before
   any step) included, not the iteration at which patience ran out
-  (:attr:`TrainResult.stopped_iteration`);
+  (``TrainResult.stopped_iteration``);
 * **best weights** are cloned tensor by tensor when they are recorded, never kept
   as a ``state_dict()`` of references that would follow the training;
 * **the optimizer** is built inside :func:`train` from the model's parameters as
   they are at the call, so layers replaced before the call are trained;
-* **masks** (``{parameter name: 0/1 tensor}``) are applied before the first step,
-  to the gradients before every step and to the weights after every step, so
-  pruned weights stay exactly zero under momentum and weight decay.
+* **masks** (``{parameter name: 0/1 tensor}``, each of its parameter's shape) are
+  applied before the first step, to the gradients before every step and to the
+  weights after every step, so pruned weights stay exactly zero under momentum and
+  weight decay. A layer carrying a ``torch.nn.utils.prune`` reparametrisation is
+  masked through its ``<name>_orig`` parameter. (In a training loop of your own,
+  attach the masks with :func:`prunelib.pruning.masks.attach_masks` instead.)
 
 Mini-batches are drawn without a ``DataLoader``: each epoch a permutation of the
 training indices comes from a ``torch.Generator`` seeded with ``cfg.seed`` and the
@@ -44,6 +47,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .pruning._common import _check_masks as _check_pruning_masks
 
 __all__ = [
     "TrainConfig",
@@ -73,6 +78,11 @@ class TrainConfig:
     (``patience`` set) and keeps the last weights of a fixed budget (``patience=None``). ``channels_last`` uses the
     channels-last memory format for 4-D (image) inputs, which is faster for
     convolutions on CPU; the model is returned in the contiguous format.
+
+    >>> TrainConfig(patience=None).restore_best      # a fixed budget keeps the last weights
+    False
+    >>> TrainConfig(patience=5).restore_best          # early stopping restores the best
+    True
     """
 
     optimizer: str = "adam"
@@ -135,6 +145,11 @@ class TrainResult:
     val_acc`` (see the module docstring for the train metrics). ``rewind_state`` is
     a copy of the state dict after ``cfg.rewind_iteration`` iterations, or None
     (not asked for, or training stopped before it).
+
+    >>> r = TrainResult(best_iteration=20, best_val_loss=0.3, stopped_iteration=40,
+    ...                 history=[{"iteration": 20, "val_acc": 0.9}])
+    >>> r.best_val_acc
+    0.9
     """
 
     best_iteration: int
@@ -156,7 +171,11 @@ class TrainResult:
 # helpers
 # ---------------------------------------------------------------------------
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
-    """``"auto"`` picks CUDA, then MPS, then CPU; anything else goes to ``torch.device``."""
+    """``"auto"`` picks CUDA, then MPS, then CPU; anything else goes to ``torch.device``.
+
+    >>> resolve_device("cpu"), resolve_device(None)
+    (device(type='cpu'), device(type='cpu'))
+    """
     if device is None:
         return torch.device("cpu")
     if isinstance(device, str) and device == "auto":
@@ -170,7 +189,14 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
 
 
 def snapshot(model: nn.Module) -> OrderedDict:
-    """A real copy of ``model.state_dict()`` (every tensor detached and cloned)."""
+    """A real copy of ``model.state_dict()`` (every tensor detached and cloned).
+
+    >>> from torch import nn
+    >>> net = nn.Linear(2, 1)
+    >>> copy = snapshot(net)
+    >>> copy["weight"].data_ptr() != net.weight.data_ptr()
+    True
+    """
     return OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
 
 
@@ -179,6 +205,10 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
     Uses PyTorch's fused implementation where it applies (CPU or CUDA parameters
     of one floating dtype): the same update, fewer kernel calls per step.
+
+    >>> from torch import nn
+    >>> type(make_optimizer(nn.Linear(2, 1).parameters(), TrainConfig(optimizer="sgd"))).__name__
+    'SGD'
     """
     params = list(params)
     fused = (
@@ -200,7 +230,12 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def make_optimizer_unfused(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """:func:`make_optimizer` with PyTorch's default (non-fused) implementation."""
+    """:func:`make_optimizer` with PyTorch's default (non-fused) implementation.
+
+    >>> from torch import nn
+    >>> type(make_optimizer_unfused(nn.Linear(2, 1).parameters(), TrainConfig())).__name__
+    'Adam'
+    """
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
@@ -236,21 +271,15 @@ def _as_xy(data, device: torch.device, name: str,
 
 
 def _check_masks(model: nn.Module, masks: dict | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """[(parameter, mask as a tensor like the parameter)] for the masked parameters."""
+    """[(parameter, mask as a tensor like the parameter)] for the masked parameters.
+
+    Every mask must have exactly its parameter's shape and hold only 0 and 1. The
+    parameter of a layer carrying a ``torch.nn.utils.prune`` mask is ``<name>_orig``.
+    """
     if not masks:
         return []
-    params = dict(model.named_parameters())
-    out = []
-    for name, m in masks.items():
-        if name not in params:
-            raise ValueError(f"mask for unknown parameter {name!r}; parameters: {sorted(params)}")
-        p = params[name]
-        m = torch.as_tensor(m)
-        if tuple(m.shape) != tuple(p.shape):
-            raise ValueError(f"mask {name!r} has shape {tuple(m.shape)}, parameter has "
-                             f"{tuple(p.shape)}")
-        out.append((p, torch.empty_like(p, requires_grad=False).copy_(m)))
-    return out
+    return [(t.param, torch.empty_like(t.param, requires_grad=False).copy_(m))
+            for t, m in _check_pruning_masks(model, masks)]
 
 
 def _apply_masks(pairs) -> None:
@@ -292,6 +321,11 @@ def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 4096,
     """Logits of ``model`` on ``X`` (eval mode, no grad, in batches), as a CPU tensor.
 
     The model is moved to ``device``; its train/eval mode is restored afterwards.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> predict_logits(nn.Linear(2, 3), torch.zeros(5, 2)).shape
+    torch.Size([5, 3])
     """
     dev = resolve_device(device)
     was_training = model.training
@@ -314,7 +348,17 @@ def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 4096,
 
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 4096,
              device: str | torch.device = "cpu") -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``(X, y)`` (eval mode, no grad)."""
+    """(mean cross-entropy, accuracy) of ``model`` on ``(X, y)`` (eval mode, no grad).
+
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Linear(2, 2)
+    >>> with torch.no_grad():
+    ...     _ = net.weight.zero_(), net.bias.zero_()
+    >>> loss, acc = evaluate(net, torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]))
+    >>> round(loss, 4), acc
+    (0.6931, 0.5)
+    """
     dev = resolve_device(device)
     X, y = _as_xy((X, y), dev, "evaluate data", _param_dtype(model))
     was_training = model.training
@@ -361,6 +405,16 @@ def train(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     parameter's shape; masked weights are zero on return. The model ends on
     ``device`` with the best weights (``cfg.restore_best``) and in the train/eval
     mode it came in. ``progress`` shows a tqdm bar.
+
+    >>> import torch
+    >>> from prunelib.models import MLP
+    >>> from prunelib.data import make_moons_splits
+    >>> _ = torch.manual_seed(0)
+    >>> splits = make_moons_splits(n_train=200, n_val=100, n_test=100)
+    >>> net = MLP(2, (16,), 2)
+    >>> result = train(net, splits.train, splits.val, TrainConfig(max_iters=100, eval_every=20))
+    >>> result.history[-1]["iteration"], result.best_val_loss < result.history[0]["val_loss"]
+    (100, True)
     """
     cfg = TrainConfig() if cfg is None else cfg
     dev = resolve_device(device)
