@@ -55,7 +55,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e '.[book,dev,graph]'
+	$(PY) -m pip install -e '.[book,dev,graph,cluster]'
 	@touch $@
 
 install: $(STAMP)

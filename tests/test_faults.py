@@ -370,7 +370,7 @@ def test_5_nothing_computed_is_an_error_not_success(tmp_path, capsys, monkeypatc
     with pytest.warns(UserWarning, match="2 ood run"):
         df = run_sweep(grid, tmp_path / "store", progress=False)
     assert df.attrs["sweep"] == {"runs": 2, "asked": 2, "computed": 0, "from_store": 0,
-                                 "not_computed": 2}
+                                 "not_computed": 2, "held": 0, "failed": []}
     # the command line, even if the early check were passed
     monkeypatch.setattr(prunelib.profiles, "sweep_for", lambda *a, **k: grid)
     monkeypatch.setattr(prunelib.preflight, "check_ood_sources", lambda *a, **k: None)

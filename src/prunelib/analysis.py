@@ -16,7 +16,11 @@ Verdicts are not made here: one rule for the whole book lives in :mod:`prunelib.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -134,9 +138,11 @@ def derived_columns(df: pd.DataFrame, store=None, ood_sets=(), estimators: bool 
       lists) limits them to some rows (NaN elsewhere), since each needs its run's arrays;
     * per OOD set, ``ood_confidence_gap_<set>``: the mean test confidence minus the mean
       confidence on that set (in-distribution minus OOD; larger = better separated).
-    """
-    from . import stats
 
+    The smooth ECE takes a fraction of a second per run, so values are kept in a cache file
+    (``<cache_dir()>/derived/<study>.json``, :func:`prunelib.data.cache_dir`) keyed by the
+    run's key and the SHA-256 of its arrays file: a recomputed run is derived afresh.
+    """
     out = df.copy()
     for name in ood_sets:
         col = f"ood_mean_confidence_{name}"
@@ -146,17 +152,54 @@ def derived_columns(df: pd.DataFrame, store=None, ood_sets=(), estimators: bool 
         mask = np.ones(len(out), dtype=bool)
         for k, v in (where or {}).items():
             mask &= out[k].isin(v if isinstance(v, (list, tuple, set)) else [v]).to_numpy()
+        mask &= (out["study"] != "ood").to_numpy()  # the ood study's arrays: OOD scores only
         deb, smooth = np.full(len(out), np.nan), np.full(len(out), np.nan)
-        for i in np.flatnonzero(mask):
-            row = out.iloc[i]
-            study = row["study"] if row["study"] != "ood" else "cifar10"
-            if row["study"] == "ood":  # the ood study's arrays hold OOD scores only
-                continue
-            p, y = _test_probs(store, study, row["key"])
-            deb[i] = stats.debiased_ece(p, y)
-            smooth[i] = stats.smooth_ece(p, y)
+        for study in out.loc[mask, "study"].unique():
+            cache = _DerivedCache(study)
+            for i in np.flatnonzero(mask & (out["study"] == study).to_numpy()):
+                deb[i], smooth[i] = cache.get(store, study, out.iloc[i]["key"])
+            cache.save()
         out["ece_debiased"], out["smooth_ece"] = deb, smooth
     return out
+
+
+class _DerivedCache:
+    """Debiased and smooth ECE per run, kept on disk between pages of a book build."""
+
+    def __init__(self, study: str):
+        from .data import cache_dir
+
+        self.path = cache_dir() / "derived" / f"{study}.json"
+        try:
+            self.values = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.values = {}
+        self.changed = False
+
+    def get(self, store, study: str, key: str) -> tuple[float, float]:
+        from . import stats
+
+        npz = Path(store.root) / study / f"{key}.npz"
+        digest = hashlib.sha256(npz.read_bytes()).hexdigest()
+        hit = self.values.get(key)
+        if hit is None or hit.get("arrays_sha256") != digest:
+            p, y = _test_probs(store, study, key)
+            hit = {"arrays_sha256": digest, "ece_debiased": stats.debiased_ece(p, y),
+                   "smooth_ece": stats.smooth_ece(p, y)}
+            self.values[key] = hit
+            self.changed = True
+        return hit["ece_debiased"], hit["smooth_ece"]
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.values))
+            os.replace(tmp, self.path)
+        except OSError:  # a read-only cache folder: derive again next time
+            pass
 
 
 def noise_floor(df: pd.DataFrame, store, by=("prune", "technique", "ratio"),

@@ -1,7 +1,7 @@
 """Calibration estimators beyond the binned ECE: its noise floor, a debiased ECE, smooth ECE.
 
 All take the **top-label** confidence ``max_k p_k`` and correctness ``argmax_k p_k == label``
-(ties to the lowest class index), as :func:`prunelib.metrics.ece` does, and return fractions
+(ties to the lowest class index), as :func:`~prunelib.metrics.calibration.ece` does, and return fractions
 in [0, 1] (ECE units, not percent). Re-exported by :mod:`prunelib.stats`.
 
 * :func:`ece_noise_floor` -- the binned ECE that a *perfectly calibrated* predictor with the
@@ -72,7 +72,7 @@ def ece_noise_floor(confidences: Any, n_bins: int = 15, n_draws: int = 200,
 
     Each draw makes every example correct with probability equal to its confidence
     (``Bernoulli(c)``) and computes the equal-width, top-label ECE with the binning of
-    :func:`prunelib.metrics.ece` (bins ``(lo, hi]``, 0 in the first, 1.0 in the last).
+    :func:`~prunelib.metrics.calibration.ece` (bins ``(lo, hi]``, 0 in the first, 1.0 in the last).
     Returns the mean and the 5% / 95% quantiles over ``n_draws`` draws. A measured ECE
     inside this range is what sampling noise alone produces on a test set of this size.
 
@@ -100,7 +100,7 @@ def debiased_ece(probs: Any, labels: Any, n_bins: int = 15) -> float:
     """Debiased l2 calibration error (Kumar, Liang & Ma, NeurIPS 2019), in ECE units.
 
     With equal-mass bins (the ``scheme="equal_mass"`` bins of
-    :func:`prunelib.metrics.reliability_bins`) of the top-label confidence, the squared
+    :func:`~prunelib.metrics.binning.reliability_bins`) of the top-label confidence, the squared
     error is estimated without the bias that sampling noise adds to each bin:
     ``sum_b (n_b / n) [(acc_b - conf_b)^2 - acc_b (1 - acc_b) / (n_b - 1)]``.
     Bins with fewer than 2 examples contribute 0 (as in the authors' code). The result is

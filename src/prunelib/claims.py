@@ -323,23 +323,45 @@ def book_claims(ratios: dict, ood_sets) -> list[Claim]:
             + regime_claims(ratios["cifar10"]) + ood_claims(ratios["ood"], ood_sets))
 
 
-def compact(table: pd.DataFrame, scale: dict | None = None) -> pd.DataFrame:
-    """The claims table as a reader takes it in: id, claim, comparison at ratio, effect with its
-    adjusted interval, raw and adjusted p, margin and verdict, in percentage points where the
-    metric is a fraction (``scale`` overrides the factor per metric)."""
-    scale = scale or {}
+def units(metric: str) -> tuple[float, str, int]:
+    """How a difference of ``metric`` is written: ``(factor, unit, decimals)``. Fractions
+    (accuracy, ECE and its estimators, confidences, AUROC) in percentage points; the NLL in
+    nats, the Brier score as it is, the early-stop iteration in iterations."""
+    if metric.startswith(("nll",)):
+        return 1.0, " nats", 3
+    if metric.startswith("brier"):
+        return 1.0, "", 4
+    if metric == "early_stop_iteration":
+        return 1.0, " iterations", 0
+    return 100.0, " points", 2
+
+
+def effect_text(r, interval: str = "corrected") -> str:
+    """``"-2.31 points [-3.02, -1.55]"``: a judged claim's mean and its interval (``"corrected"``:
+    the multiplicity-corrected one; ``"95"``: the plain 95% t interval), in its metric's units."""
+    f, unit, d = units(r["metric"])
+    lo, hi = (r["lower"], r["upper"]) if interval == "corrected" else (r["lower95"], r["upper95"])
+    if r["n"] == 0:
+        return "not in the store yet"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{f * r['mean']:+.{d}f}{unit}"
+    return f"{f * r['mean']:+.{d}f}{unit} [{f * lo:+.{d}f}, {f * hi:+.{d}f}]"
+
+
+def compact(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table as a reader takes it in: id, claim, comparison at ratio, control, effect
+    with its corrected interval (in the metric's units, :func:`units`), raw and adjusted p,
+    margin and verdict."""
     rows = []
     for _, r in table.iterrows():
-        f = scale.get(r["metric"], 1.0 if r["metric"] == "early_stop_iteration" else 100.0)
-        unit = "" if f == 1.0 else " pt"
-        effect = ("not in the store yet" if r["n"] == 0 else
-                  f"{f * r['mean']:+.2f}{unit} [{f * r['lower']:+.2f}, {f * r['upper']:+.2f}]"
-                  if np.isfinite(r["lower"]) else f"{f * r['mean']:+.2f}{unit}")
+        f, unit, d = units(r["metric"])
+        effect = effect_text(r)
         ratio = "" if r["ratio"] is None or not np.isfinite(r["ratio"]) else f" @ {r['ratio']:.2f}"
         rows.append({"id": r["id"], "claim": r["claim"], "comparison": f"{r['comparison']}{ratio}",
                      "control": r["control"], "metric": r["metric"], "effect [adj. CI]": effect,
                      "p": _p(r["p"]), "p (Holm)": _p(r["p_adjusted"]),
-                     "margin": f"±{f * r['margin']:.2g}{unit}", "seeds": int(r["n"]),
+                     "margin": f"±{f * r['margin']:.{max(d - 1, 0)}f}{unit}",
+                     "seeds": int(r["n"]),
                      "verdict": r["verdict"] + (f" (≈{r['seeds_needed']} seeds)"
                                                 if r["verdict"] == "inconclusive"
                                                 and r["seeds_needed"] else "")})

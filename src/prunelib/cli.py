@@ -19,10 +19,14 @@ EPILOG = """\
 examples:
   prunelib sweep moons --profile smoke --store results
   prunelib sweep ood --profile paper --store results   # after `prunelib sweep cifar10`
+  prunelib sweep cifar10 --profile paper --store results --executor local --workers 4
+  prunelib sweep cifar10 --profile large --store /shared/results --executor slurm \
+      --slurm-partition gpu --slurm-gpus 1 --slurm-time 2:00:00   # needs prunelib[cluster]
   prunelib report --store results --study moons --aggregate
   prunelib store seal --store results   # checksum records written by an older prunelib
 
-exit status: 0 done; 1 nothing to report, nothing computed, or an unexpected error;
+exit status: 0 done; 1 nothing to report, nothing computed, a group failed (distributed
+sweeps), or an unexpected error;
 2 a wrong input (one line on stderr says what and how to fix it); 130 interrupted.
 """
 
@@ -62,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="moons (Make Moons MLPs), cifar10 (CIFAR-10 CNNs) or ood (the stored "
                         "cifar10 networks evaluated on OOD sets; run the cifar10 sweep first)")
     s.add_argument("--profile", choices=PROFILES, default="smoke",
-                   help="smoke: a tiny grid in seconds; paper: the book's grid")
+                   help="smoke: a tiny grid in seconds; paper: the book's grid; large: Frankle "
+                        "& Carbin's Conv-2 on CIFAR-10 (cifar10 and ood; for a GPU or a cluster)")
     s.add_argument("--store", default="results", help="results store folder")
     s.add_argument("--device", default="auto",
                    help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:<index> or mps")
@@ -76,6 +81,32 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--fresh", action="store_true", help="recompute runs already in the store")
     s.add_argument("--no-progress", action="store_true",
                    help="no progress bar (the summary line is still printed)")
+    x = s.add_argument_group(
+        "executors", "Where the runs are computed, one execution group (a seed's runs sharing "
+        "the dense phase) at a time. Every worker claims a group in the store before computing "
+        "it, so sweeps sharing a store never compute a group twice; a rerun computes only what "
+        "is missing. Logs go under STORE/.jobs/.")
+    x.add_argument("--executor", choices=("serial", "local", "slurm"), default="serial",
+                   help="serial: in this process; local: --workers processes on this machine; "
+                        "slurm: one Slurm array task per group, through submitit (pip install "
+                        "'prunelib[cluster]')")
+    x.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="--executor local: worker processes (default: one per CPU core, at most "
+                        "one per group)")
+    x.add_argument("--slurm-partition", default=None, metavar="NAME",
+                   help="--executor slurm: the partition (default: the cluster's)")
+    x.add_argument("--slurm-time", default=None, metavar="TIME",
+                   help="--executor slurm: time limit of one task: minutes, H:MM:SS or "
+                        "D-HH:MM:SS (default: 12:00:00)")
+    x.add_argument("--slurm-cpus", type=int, default=None, metavar="N",
+                   help="--executor slurm: CPUs per task (default: 4)")
+    x.add_argument("--slurm-gpus", type=int, default=None, metavar="N",
+                   help="--executor slurm: GPUs per task (default: 0)")
+    x.add_argument("--slurm-array-parallelism", type=int, default=None, metavar="N",
+                   help="--executor slurm: at most this many tasks at once (default: 32)")
+    x.add_argument("--slurm-folder", default=None, metavar="FOLDER",
+                   help="--executor slurm: folder of the jobs' logs and submission files, on a "
+                        "file system the nodes share (default: STORE/.jobs/<sweep>/slurm)")
 
     r = sub.add_parser(
         "report", parents=[common], formatter_class=_Formatter,
@@ -173,22 +204,66 @@ def _main(argv: list[str]) -> int:
     return _report(args)
 
 
+def _slurm_options(args):
+    """The Slurm options given, checked (None for another executor, which must get none)."""
+    from .executors import SlurmOptions
+    from .preflight import PreflightError
+
+    given = {k: getattr(args, f"slurm_{k}") for k in ("partition", "time", "cpus", "gpus",
+                                                     "array_parallelism", "folder")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.executor != "slurm":
+        if given:
+            flag = "--slurm-" + next(iter(given)).replace("_", "-")
+            raise PreflightError(f"{flag} applies to --executor slurm only (this sweep's executor "
+                                 f"is {args.executor})")
+        return None
+    options = SlurmOptions(**given)
+    options.check()
+    return options
+
+
 def _sweep(args) -> int:
-    from .preflight import check_ood_sources, check_seeds, check_sweep
+    from .preflight import (
+        PreflightError,
+        check_data,
+        check_ood_sources,
+        check_seeds,
+        check_store,
+        check_sweep,
+    )
     from .profiles import sweep_for
     from .sweep import run_sweep
 
     check_seeds(args.seeds)
+    if args.workers is not None and (args.executor != "local" or args.workers < 1):
+        raise PreflightError("--workers applies to --executor local and must be >= 1, got "
+                             f"--workers {args.workers} with --executor {args.executor}")
+    slurm = _slurm_options(args)
     sweep = sweep_for(args.study, args.profile, seeds=args.seeds, ood_sets=args.ood_sets)
     sweep.runs()  # validate every configuration before anything else
     check_ood_sources(sweep, args.store)  # before the data: the ood study needs no training
-    device = check_sweep(sweep, args.store, args.device)
+    if args.executor == "slurm":  # the device is the compute nodes', resolved there
+        check_store(args.store, write=False, study=args.study)
+        check_data(sweep)
+        device = args.device
+    else:
+        device = check_sweep(sweep, args.store, args.device)
     df = run_sweep(sweep, args.store, fresh=args.fresh, device=device,
-                   progress=not args.no_progress, summary=True)
+                   progress=not args.no_progress, summary=True, executor=args.executor,
+                   workers=args.workers, slurm=slurm)
     outcome = df.attrs.get("sweep", {})
+    if outcome.get("failed"):
+        print(f"prunelib: {len(outcome['failed'])} group(s) failed (see above, and their logs); "
+              "the runs finished are in the store: run the same command again to compute the "
+              "rest", file=sys.stderr)
+        return 1
     if outcome.get("asked") and not outcome.get("computed"):
         why = "see the warnings above"
-        if args.study == "ood":
+        if outcome.get("held") == outcome["asked"]:
+            why = ("other workers are computing them (see the warnings above): run the same "
+                   "command again when they are done")
+        elif args.study == "ood":
             why = (f"the ood study evaluates the stored cifar10 networks and none of theirs is "
                    f"in {args.store}: run `prunelib sweep cifar10 --profile {args.profile} "
                    f"--store {args.store}` first")

@@ -33,6 +33,14 @@ runs made from different data never answer for each other.
 
 Ratio 0 means "no pruning": the record holds the dense trained network, the
 same for every technique that shares its seed.
+
+Per-role ratios: ``ratio`` is the fraction of each selected hidden layer's weights (or
+units) removed, ``output_ratio`` the output layer's (unstructured only; None: half of
+``ratio``) and ``features_ratio`` the hidden convolutions' (the ``"features"`` role of
+:func:`prunelib.models.layer_roles`; None: ``ratio``), so that Frankle & Carbin's Conv-2
+protocol (conv 10%, fc 20%, output 10% per round) is one run. A run without a
+``features_ratio`` has no such field in its configuration: its key is what it was before
+the field existed.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ SCHEMA_VERSION = 2
 STUDIES = ("moons", "cifar10", "ood")
 #: OOD set names (:func:`prunelib.data.load_ood`), in order of preference for a CIFAR-10 model
 OOD_SETS = ("cifar100", "tinyimagenet", "mnist", "gaussian")
-PROFILES = ("smoke", "paper")
+PROFILES = ("smoke", "paper", "large")
 SCHEDULES = ("oneshot", "iterative")
 TREATMENTS = ("finetune", "reset", "rewind", "reinit", "maskreinit", "randommask")
 REGIMES = ("early_stop", "fixed")
@@ -113,6 +121,7 @@ class RunConfig:
     scope: str = "layer"
     rounds: int = 1
     output_ratio: float | None = None
+    features_ratio: float | None = None
     model_kwargs: dict = field(default_factory=dict)
     data_kwargs: dict = field(default_factory=dict)
     data_seed: int = 0
@@ -145,6 +154,9 @@ class RunConfig:
             raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
         if self.output_ratio is not None and not 0.0 <= self.output_ratio < 1.0:
             raise ValueError(f"output_ratio must be None or in [0, 1), got {self.output_ratio}")
+        if self.features_ratio is not None and not 0.0 <= self.features_ratio < 1.0:
+            raise ValueError("features_ratio must be None or in [0, 1), got "
+                             f"{self.features_ratio}")
         scores = ("l1", "l2", "random") if self.prune == "structured" else ("magnitude", "random")
         _check_choice(f"score (for {self.prune} pruning)", self.score, scores)
         if self.rounds < 1:
@@ -185,6 +197,8 @@ class RunConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["ood_sets"] = list(self.ood_sets)
+        if d["features_ratio"] is None:  # absent unless set: older runs keep their keys
+            del d["features_ratio"]
         return d
 
     @classmethod
@@ -229,6 +243,12 @@ class SweepConfig:
     to its seed, so seeds vary the train/validation split (and, for generated data, the
     sample) as well as the initialisation. ``extra`` holds further grids of the same study
     (e.g. the same techniques in another training regime), whose runs follow this one's.
+
+    ``role_rates`` (with ``rate_per_round``) gives layer roles their own per-round rates:
+    ``{"features": 0.1, "output": 0.1}`` makes a run of ``k`` rounds (ratio ``1 - (1 -
+    rate_per_round) ** k`` of the hidden fully connected layers) remove ``1 - 0.9 ** k`` of
+    the convolutions' weights (``features_ratio``) and of the output layer's
+    (``output_ratio``): Frankle & Carbin's per-layer-group rates. Runs at ratio 0 get none.
     """
 
     base: dict
@@ -244,6 +264,7 @@ class SweepConfig:
     vary_split: bool = False  # True: each seed draws its own train/validation split (data_seed)
     ratios_by_technique: dict = field(default_factory=dict)  # technique -> its own ratios
     extra: tuple = ()  # further SweepConfigs of the same study (e.g. another regime)
+    role_rates: dict = field(default_factory=dict)  # "features"/"output" -> per-round rate
 
     def rounds_for(self, ratio: float) -> int:
         """Rounds an iterative run to ``ratio`` takes (see the class docstring)."""
@@ -254,6 +275,18 @@ class SweepConfig:
             raise ValueError(f"ratio {ratio} is not 1 - (1 - {self.rate_per_round})**k for an "
                              f"integer k >= 1; use lottery_ratios({self.rate_per_round}, k)")
         return round(k)
+
+    def role_ratios(self, ratio: float) -> dict:
+        """``features_ratio`` / ``output_ratio`` of a run to ``ratio`` (see ``role_rates``)."""
+        if not self.role_rates or ratio == 0:
+            return {}
+        unknown = sorted(set(self.role_rates) - {"features", "output"})
+        if unknown or self.rate_per_round is None:
+            raise ValueError("role_rates gives per-round rates to the roles 'features' and "
+                             f"'output' of a grid with rate_per_round (got {self.role_rates}, "
+                             f"rate_per_round={self.rate_per_round})")
+        k = self.rounds_for(ratio)
+        return {f"{role}_ratio": 1.0 - (1.0 - rate) ** k for role, rate in self.role_rates.items()}
 
     def runs(self) -> list[RunConfig]:
         """All run configurations of the grid, validated before any training starts."""
@@ -280,6 +313,7 @@ class SweepConfig:
                                     "seed": seed,
                                     "rounds": self.rounds_for(ratio) if schedule == "iterative" else 1,
                                     **split,
+                                    **self.role_ratios(ratio),
                                 }
                             )
                         )

@@ -235,10 +235,12 @@ def _prune_member(m: Member, r: int, splits) -> None:
     model.load_state_dict(m.state)
     random_scores = cfg.treatment == "randommask" or cfg.score == "random"
     seed = cfg.seed * 1000 + r
+    # convolutions at their own cumulative ratio when the run gives one (features_ratio)
+    feat = None if cfg.features_ratio is None else _round_ratio(cfg.features_ratio, cfg.rounds, r)
     if cfg.prune == "structured":
         score = "random" if random_scores else cfg.score
         m.kept = P.prune_structured_to(model, ratio, kept=m.kept, score=score,
-                                       layers=cfg.layers, seed=seed)
+                                       layers=cfg.layers, seed=seed, features_ratio=feat)
         m.masks = P.unit_masks(model, m.kept)
     else:
         # cumulative: after this round `ratio` of each layer's weights are masked (the
@@ -247,6 +249,8 @@ def _prune_member(m: Member, r: int, splits) -> None:
         out_ratio = None if cfg.output_ratio is None else _round_ratio(cfg.output_ratio, cfg.rounds, r)
         fn = P.random_masks if random_scores else P.magnitude_masks
         kwargs = {"seed": seed} if random_scores else {}
+        if feat is not None:
+            kwargs["features_ratio"] = feat
         m.masks = fn(model, ratio, scope=cfg.scope, output_ratio=out_ratio, layers=cfg.layers,
                      masks=m.masks or None, cumulative=True, **kwargs)
     treatment = "reset" if cfg.treatment == "randommask" else cfg.treatment
@@ -394,8 +398,9 @@ def _group_key(cfg: RunConfig):
     after another and an interrupted one loses at most one seed's work in progress.
     """
     d = cfg.to_dict()
-    for k in ("technique", "ratio", "prune", "score", "rounds", "output_ratio", "layers", "scope"):
-        d.pop(k)
+    for k in ("technique", "ratio", "prune", "score", "rounds", "output_ratio", "layers", "scope",
+              "features_ratio"):
+        d.pop(k, None)
     if cfg.model == "mlp":
         d.pop("seed")
     return repr(sorted(d.items()))
@@ -431,32 +436,117 @@ def evaluate_stored(cfg: RunConfig, store, source: dict, device: str = "cpu") ->
     return record, ood_arrays
 
 
+def execution_groups(cfgs: list[RunConfig], *, from_store: bool = True) -> list[list[RunConfig]]:
+    """The units of work of ``cfgs``, in the order :func:`execute` computes them.
+
+    A group is the runs that are computed together and share work: a seed's runs of one
+    regime, data, model and budget share the dense phase (MLPs of every seed on the same
+    data form one group: one batched ensemble), and
+    lottery-schedule runs that are prefixes of a longer one share its rounds; same-mask
+    controls ride on their ticket's run. Splitting a group would compute that shared work
+    twice, so it is also the unit a distributed sweep gives one worker
+    (:mod:`prunelib.executors`). With ``from_store`` (a store is given), runs of the ``ood``
+    study, which evaluate stored ``cifar10`` networks without training, come first, in groups
+    of their own. :func:`group_id` names a group.
+    """
+    stored, groups = defaultdict(list), defaultdict(list)
+    for c in cfgs:
+        if from_store and source_config(c) is not None:
+            stored[_group_key(c)].append(c)
+        else:
+            groups[_group_key(c)].append(c)
+    # whole seeds one after another, every regime of a seed together (a stopped sweep has
+    # finished seeds of every grid rather than all seeds of one)
+    return [*stored.values(), *sorted(groups.values(), key=lambda g: min(c.seed for c in g))]
+
+
+def group_id(group: list[RunConfig] | RunConfig) -> str:
+    """A short name of the execution group of a run (or of a group's first run), the same
+    for any subset of the group's runs: 16 hex digits of SHA-256 of its shared settings."""
+    import hashlib
+
+    cfg = group if isinstance(group, RunConfig) else group[0]
+    return hashlib.sha256(_group_key(cfg).encode()).hexdigest()[:16]
+
+
+def describe_group(group: list[RunConfig]) -> str:
+    """One line naming a group: ``"cifar10 paper seed 0 early_stop (23 runs)"``."""
+    c = group[0]
+    seeds = sorted({g.seed for g in group})
+    seed = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}-{seeds[-1]}"
+    return f"{c.study} {c.profile} {seed} {c.regime} ({len(group)} runs)"
+
+
+def run_group(group: list[RunConfig], device: str = "cpu", vectorize: bool = True, store=None):
+    """Compute one execution group (:func:`execution_groups`); yields ``(cfg, record,
+    arrays)`` as each run finishes, as :func:`execute` does. Returns (as a generator's
+    value) the number of ``ood`` runs skipped because their ``cifar10`` network is not in
+    ``store``."""
+    if store is not None and source_config(group[0]) is not None:
+        missing = 0
+        for c in group:
+            source = store.load(source_config(c))
+            if source is not None:
+                yield (c, *evaluate_stored(c, store, source, device))
+            else:
+                missing += 1
+        return missing
+    yield from _execute_group(group, device, vectorize)
+    return 0
+
+
+def _warn_missing_sources(missing: int, stacklevel: int = 3) -> None:
+    if missing:
+        warnings.warn(f"{missing} ood run(s) skipped: their cifar10 networks are not in the store "
+                      "yet (run `prunelib sweep cifar10` with the same profile first)",
+                      stacklevel=stacklevel)
+
+
 def execute(cfgs: list[RunConfig], device: str = "cpu", vectorize: bool = True, store=None):
     """Compute ``cfgs``; yields ``(cfg, record, arrays)`` as each run finishes.
 
     ``vectorize=False`` trains MLPs one at a time (for benchmarks). With a
     ``store``, runs of the ``ood`` study never train: each evaluates its stored
     ``cifar10`` network, and is skipped (with a warning) while that is missing.
+    The runs are computed group by group (:func:`execution_groups`, :func:`run_group`).
     """
-    groups = defaultdict(list)
     missing = 0
-    for c in cfgs:
-        src = source_config(c)
-        if src is not None and store is not None:
-            source = store.load(src)
-            if source is not None:
-                yield (c, *evaluate_stored(c, store, source, device))
-            else:
-                missing += 1
-            continue
-        groups[_group_key(c)].append(c)
-    if missing:
-        warnings.warn(f"{missing} ood run(s) skipped: their cifar10 networks are not in the store "
-                      "yet (run `prunelib sweep cifar10` with the same profile first)", stacklevel=2)
-    # whole seeds one after another, every regime of a seed together (a stopped sweep has
-    # finished seeds of every grid rather than all seeds of one)
-    for group in sorted(groups.values(), key=lambda g: min(c.seed for c in g)):
-        yield from _execute_group(group, device, vectorize)
+    for group in execution_groups(cfgs, from_store=store is not None):
+        missing += yield from run_group(group, device, vectorize, store)
+    _warn_missing_sources(missing)
+
+
+def compute_group(group: list[RunConfig], store, device: str = "cpu", vectorize: bool = True,
+                  machine: str | None = None, on_record=None, warn: bool = True) -> tuple[int, int]:
+    """Compute the runs ``group`` of one execution group into ``store``: each record written
+    as it finishes, with ``device`` and ``machine`` as :func:`prunelib.sweep.run_sweep` writes
+    them. Returns ``(written, skipped)``: ``skipped`` counts ``ood`` runs whose ``cifar10``
+    network is not in the store (with a warning unless ``warn`` is False). ``on_record(cfg)``
+    is called after each record. The caller chooses the runs (normally those missing from
+    the store) and holds the group's claim while it runs (:meth:`prunelib.store.
+    ResultsStore.claim`, :func:`group_id`)."""
+    if not group:
+        return 0, 0
+    if machine is None:
+        from .sweep import machine_description
+
+        machine = machine_description()
+    written = 0
+    gen = run_group(group, device, vectorize, store)
+    while True:
+        try:
+            cfg, record, arrays = next(gen)
+        except StopIteration as stop:
+            skipped = stop.value or 0
+            if warn:
+                _warn_missing_sources(skipped)
+            return written, skipped
+        record["device"] = device
+        record["machine"] = machine
+        store.save(cfg, record, arrays)
+        written += 1
+        if on_record is not None:
+            on_record(cfg)
 
 
 def _execute_group(cfgs: list[RunConfig], device: str, vectorize: bool):
@@ -596,10 +686,11 @@ def training_seconds(records) -> float:
 
 
 def _trajectory(cfg: RunConfig) -> np.ndarray:
-    """Cumulative (ratio, output ratio) after each round of a run."""
-    out = cfg.output_ratio
+    """Cumulative (ratio, output ratio, convolutions' ratio) after each round of a run."""
+    out, feat = cfg.output_ratio, cfg.features_ratio
     return np.array([(_round_ratio(cfg.ratio, cfg.rounds, r),
-                      -1.0 if out is None else _round_ratio(out, cfg.rounds, r))
+                      -1.0 if out is None else _round_ratio(out, cfg.rounds, r),
+                      -1.0 if feat is None else _round_ratio(feat, cfg.rounds, r))
                      for r in range(1, cfg.rounds + 1)])
 
 
@@ -615,8 +706,8 @@ def _share_prefixes(members: list[Member]) -> tuple[list[Member], dict]:
     by_sig = defaultdict(list)
     for m in members:
         d = m.cfg.to_dict()
-        for k in ("ratio", "rounds", "output_ratio"):
-            d.pop(k)
+        for k in ("ratio", "rounds", "output_ratio", "features_ratio"):
+            d.pop(k, None)
         by_sig[repr(sorted(d.items()))].append(m)
     leaders, followers = [], {}
     for group in by_sig.values():

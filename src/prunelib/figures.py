@@ -111,7 +111,10 @@ def forest_plot(table: pd.DataFrame, *, title: str = "", width: float = 9.0) -> 
             if np.isfinite(r["lower95"]):
                 ax.plot([r["lower95"] / scale, r["upper95"] / scale], [y, y], color=c, lw=1)
             ax.plot(r["mean"] / scale, y, "o", color=c, ms=5)
-        text = r["claim"] if len(r["claim"]) <= 70 else r["claim"][:67] + "..."
+        text = r["claim"]
+        if text.startswith("..."):  # a follow-up claim: name its comparison instead
+            text = f"{r['comparison']} @ {r['ratio']:.2f}"
+        text = text if len(text) <= 70 else text[:67] + "..."
         labels.append(f"({r['id']}) {text} [{r['metric']}]")
     ax.set_yticks(range(n - 1, -1, -1), labels, fontsize=7.5)
     prev = None

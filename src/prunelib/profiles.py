@@ -1,4 +1,5 @@
-"""The studies' sweeps, in one place: ``smoke`` (seconds, for CI and tests) and ``paper``.
+"""The studies' sweeps, in one place: ``smoke`` (seconds, for CI and tests), ``paper`` and
+``large`` (Frankle & Carbin's Conv-2 on CIFAR-10: for a GPU or a cluster).
 
 ``sweep_for(study, profile, seeds=None)`` returns the :class:`SweepConfig` that
 the book's figures come from. Change a number here and every affected run gets
@@ -122,6 +123,52 @@ def _cifar10(profile: str, study: str = "cifar10") -> SweepConfig:
     )
 
 
+#: the ``large`` profile: Frankle & Carbin's Conv-2 lottery-ticket protocol on CIFAR-10
+#: (Adam 2e-4, batch 60, 20K iterations; per round 20% of the fully connected layers' weights,
+#: 10% of the convolutions' and 10% of the output layer's)
+LARGE_RATE = 0.2
+LARGE_ROLE_RATES = {"features": 0.1, "output": 0.1}
+LARGE_ROUNDS = 11  # fc: 1 - 0.8**11 = 91.4% removed; conv and output: 1 - 0.9**11 = 68.6%
+LARGE_SEEDS = 5
+
+
+def _large(study: str) -> SweepConfig:
+    """Frankle & Carbin's Conv-2 (:class:`prunelib.models.Conv2`: two 3x3 conv-64, max-pool,
+    fc 256-256-10) on CIFAR-10 with their lottery-ticket protocol (Frankle & Carbin 2019,
+    figure 2 and appendix): Adam at 2e-4, batches of 60, at most 20,000 iterations, every
+    layer pruned by magnitude layer by layer, per round 10% of the convolutions' weights, 20%
+    of the fully connected layers' and 10% of the output layer's (``role_rates``: the run's
+    ``features_ratio`` and ``output_ratio``), the survivors reset to their initial values
+    (``iterative_reset``, the lottery ticket) and the same-mask control (``iterative_maskreinit``:
+    the ticket's mask with a fresh initialisation), 11 rounds, 5 seeds.
+
+    Training stops as in the ``paper`` profile: on the validation loss, patience 10 evaluations
+    of every 200 iterations, best weights restored, at most 20,000 iterations (Frankle &
+    Carbin train 20,000 iterations and report the early-stop iteration of the validation
+    loss). Structured removal, the book's other kind, takes the same per-round rates on
+    units: 10% of the convolutions' channels and 20% of the fully connected layers' neurons
+    (the output layer keeps its units; it loses the input columns of the removed ones). Each
+    seed draws its own train/validation split. The ``ood`` study evaluates the stored
+    networks on the offline trio, with the uncertainty metrics of every study. A GPU computes
+    a seed's execution group in tens of minutes, a CPU core in about a day: see
+    ``book/cluster.md``.
+    """
+    ood = OOD_DEFAULT if study == "ood" else ()
+    base = dict(
+        study=study, profile="large", dataset="cifar10", model="conv2", layers="all",
+        train=TrainSpec(optimizer="adam", lr=2e-4, batch_size=60, max_iters=20_000,
+                        eval_every=200, patience=10),
+        ood_sets=ood,
+    )
+    ratios = lottery_ratios(LARGE_RATE, LARGE_ROUNDS)
+    return SweepConfig(
+        base=base, techniques=CIFAR_TECHNIQUES, ratios=(0.0, *ratios),
+        seeds=tuple(range(LARGE_SEEDS)), prune_kinds=("structured", "unstructured"),
+        rate_per_round=LARGE_RATE, role_rates=dict(LARGE_ROLE_RATES), vary_split=True,
+        ratios_by_technique={"iterative_maskreinit": ratios},
+    )
+
+
 def resolve_ood_sets(ood_sets: str | Sequence[str]) -> tuple[str, ...]:
     """OOD set names from ``"auto"``, a comma-separated string or a sequence of names.
 
@@ -156,7 +203,13 @@ def sweep_for(study: str, profile: str, seeds: int | None = None,
         raise ValueError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
-    sweep = _moons(profile) if study == "moons" else _cifar10(profile, study)
+    if profile == "large":
+        if study == "moons":
+            raise ValueError("the large profile is Conv-2 on CIFAR-10 (studies cifar10 and ood); "
+                             "Make Moons has the smoke and paper profiles")
+        sweep = _large(study)
+    else:
+        sweep = _moons(profile) if study == "moons" else _cifar10(profile, study)
     if seeds is not None:
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {seeds}")

@@ -42,8 +42,10 @@ Holm is never less powerful than Bonferroni, so a claim whose Bonferroni ``CI`` 
 is significant; the converse can fail (a reproduced claim's drawn ``CI`` may touch 0).
 An inconclusive verdict carries ``seeds_needed`` (see :class:`Judgement`).
 
-The calibration estimators :func:`ece_noise_floor`, :func:`debiased_ece` and
-:func:`smooth_ece` live in :mod:`prunelib.calibration_estimators` and are re-exported here.
+The calibration estimators :func:`~prunelib.calibration_estimators.ece_noise_floor`,
+:func:`~prunelib.calibration_estimators.debiased_ece` and
+:func:`~prunelib.calibration_estimators.smooth_ece` live in
+:mod:`prunelib.calibration_estimators` and are re-exported here.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import sys
 import time
 import warnings
 
@@ -115,23 +116,46 @@ def bind_data(sweep: SweepConfig, store: ResultsStore | str | None = None, *,
 
 def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *,
               fresh: bool = False, device: str = "cpu", progress: bool = True,
-              vectorize: bool = True, summary: bool | None = None) -> pd.DataFrame:
+              vectorize: bool = True, summary: bool | None = None, executor: str = "serial",
+              workers: int | None = None, slurm=None, claim_ttl_s: float | None = None,
+              claim_heartbeat_s: float | None = None) -> pd.DataFrame:
     """Compute the runs of ``sweep`` missing from ``store`` and return every run's row.
 
     Finished runs are written one by one, atomically, as they complete, so an
     interrupted sweep resumes where it stopped. ``fresh=True`` recomputes all.
     ``vectorize=False`` trains MLPs one at a time instead of as one batched ensemble.
 
+    The runs are computed in execution groups (:func:`prunelib.experiments.
+    execution_groups`: a seed's runs sharing the dense phase), each under a claim in the
+    store (:meth:`prunelib.store.ResultsStore.claim`), so that sweeps sharing a store never
+    compute a group twice at once: a group another live worker holds is skipped and
+    reported (a warning naming the holder), and no claim is left behind. ``executor``:
+
+    * ``"serial"`` (default): in this process, group after group;
+    * ``"local"``: ``workers`` worker processes on this machine (default: one per CPU core,
+      at most one per group);
+    * ``"slurm"``: one Slurm array task per group through ``submitit``, with ``slurm`` a
+      :class:`prunelib.executors.SlurmOptions` (partition, time, CPUs, GPUs...).
+
+    The distributed executors wait for their workers with a progress bar over groups; the
+    groups that failed (with the log holding the traceback) are in the returned table's
+    ``attrs["sweep"]["failed"]``. ``claim_ttl_s`` and ``claim_heartbeat_s`` set the claims'
+    time to live and heartbeat (defaults :data:`prunelib.store.CLAIM_TTL_S`, :data:`prunelib.
+    store.CLAIM_HEARTBEAT_S`).
+
     Every input is checked before any training starts (:mod:`prunelib.preflight`: the
     configurations, the device, the data's files and arrays, and, when there is something
     to compute, that the store is writable); a bad one raises
-    :class:`~prunelib.preflight.PreflightError` (a ``ValueError``) saying how to fix it.
+    :class:`~prunelib.preflight.PreflightError` (a ``ValueError``) saying how to fix it. With
+    ``executor="slurm"`` the device is resolved on the compute nodes, not checked here.
 
     ``summary`` (default: ``progress``) prints one line at the end: runs computed, read
     from the store, and not computed. What happened is also in the returned table's
-    ``attrs["sweep"]``: ``{"runs", "asked", "computed", "from_store", "not_computed"}``
-    (``asked``: the runs that were missing, or all with ``fresh``; ``not_computed``: those
-    of them that could not be, e.g. ``ood`` runs whose ``cifar10`` network is not stored).
+    ``attrs["sweep"]``: ``{"runs", "asked", "computed", "from_store", "not_computed",
+    "held", "failed"}`` (``asked``: the runs that were missing, or all with ``fresh``;
+    ``not_computed``: those of them that could not be, e.g. ``ood`` runs whose ``cifar10``
+    network is not stored, or runs of groups that other workers held (``held``) or that
+    failed (``failed``: one entry per group, with its error and log)).
 
     Runs of MLPs trained as one batched ensemble are reproducible to float rounding (about
     1e-7), not bit for bit, across different batches: a resumed sweep batches only the
@@ -139,11 +163,17 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
     positions of the stacked weights. See
     ``tests/test_faults.py::test_7_resume_matches_an_uninterrupted_sweep``.
     """
-    from .experiments import execute
-    from .preflight import check_data, check_device, check_store
+    from .executors import EXECUTORS
+    from .experiments import execution_groups
+    from .preflight import PreflightError, check_data, check_device, check_store
 
+    if executor not in EXECUTORS:
+        raise PreflightError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise PreflightError(f"workers must be >= 1, got {workers}")
     store = store if isinstance(store, ResultsStore) else ResultsStore(store)
-    device = check_device(device)
+    if executor != "slurm":
+        device = check_device(device)
     check_store(store.root, write=False)
     check_data(sweep)
     if isinstance(sweep, SweepConfig):
@@ -154,19 +184,17 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
     if todo:
         check_store(store.root, write=True, study=todo[0].study)
     t0 = time.perf_counter()
-    machine = machine_description()
-    computed = 0
-    with tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", disable=not progress,
-              desc=runs[0].study if runs else "sweep") as bar:
-        for cfg, record, arrays in execute(todo, device=pick_device(device), vectorize=vectorize,
-                                              store=store):
-            record["device"] = pick_device(device)
-            record["machine"] = machine
-            store.save(cfg, record, arrays)
-            computed += 1
-            bar.update(1)
+    groups = execution_groups(todo, from_store=True)
+    if executor == "serial":
+        computed, held, failed = _serial(groups, store, device, vectorize, fresh, progress,
+                                         len(runs), len(todo), claim_ttl_s, claim_heartbeat_s)
+    else:
+        computed, held, failed = _distributed(groups, store, executor, workers, slurm, device,
+                                              vectorize, fresh, progress, claim_ttl_s,
+                                              claim_heartbeat_s)
     outcome = {"runs": len(runs), "asked": len(todo), "computed": computed,
-               "from_store": len(runs) - len(todo), "not_computed": len(todo) - computed}
+               "from_store": len(runs) - len(todo), "not_computed": len(todo) - computed,
+               "held": held, "failed": failed}
     if progress if summary is None else summary:
         print(summary_line(outcome, store.root, time.perf_counter() - t0))
     df = results_frame([store.load(r) for r in runs])
@@ -174,9 +202,91 @@ def run_sweep(sweep: SweepConfig | list[RunConfig], store: ResultsStore | str, *
     return df
 
 
+def _serial(groups, store, device, vectorize, fresh, progress, n_runs, n_todo, ttl_s,
+            heartbeat_s):
+    """Compute ``groups`` here, each under its claim; ``(computed, held runs, [])``."""
+    from .executors import holder_text
+    from .experiments import _warn_missing_sources, compute_group, describe_group, group_id
+
+    machine = machine_description()
+    dev = pick_device(device)
+    computed = held = skipped = 0
+    with tqdm(total=n_runs, initial=n_runs - n_todo, unit="run", disable=not progress,
+              desc=groups[0][0].study if groups else "sweep") as bar:
+        for group in groups:
+            gid = group_id(group)
+            claim = store.claim(gid, what=describe_group(group), ttl_s=ttl_s,
+                                heartbeat_s=heartbeat_s)
+            if claim is None:
+                held += len(group)
+                warnings.warn(f"{describe_group(group)} not computed here: "
+                              f"{holder_text(store.claim_holder(gid) or {})} (group {gid} in "
+                              f"{store.root}); run the sweep again when it is done",
+                              stacklevel=3)
+                continue
+            with claim:
+                if not fresh:  # another worker may have finished some just before this claim
+                    left = [c for c in group if store.load(c) is None]
+                    bar.update(len(group) - len(left))
+                    group = left
+                written, missing = compute_group(group, store, dev, vectorize, machine,
+                                                 on_record=lambda cfg: bar.update(1), warn=False)
+            computed += written
+            skipped += missing
+    _warn_missing_sources(skipped, stacklevel=4)
+    return computed, held, []
+
+
+def _distributed(groups, store, executor, workers, slurm, device, vectorize, fresh, progress,
+                 ttl_s, heartbeat_s):
+    """Compute ``groups`` with worker processes or Slurm jobs; ``(computed, held runs,
+    failures)``. Groups held by live workers of other sweeps are not handed out."""
+    from .executors import format_failures, holder_text, run_distributed
+    from .experiments import describe_group, group_id
+
+    free, held = [], 0
+    for group in groups:
+        holder = store.claim_holder(group_id(group))
+        if holder is None:
+            free.append(group)
+            continue
+        held += len(group)
+        warnings.warn(f"{describe_group(group)} not handed out: {holder_text(holder)} (group "
+                      f"{group_id(group)} in {store.root}); run the sweep again when it is done",
+                      stacklevel=4)
+    if not free:
+        return 0, held, []
+    # what was stored before (with fresh: nothing counts, every record is rewritten)
+    before = {} if fresh else {id(c): store.load(c) is not None for g in free for c in g}
+    started = time.time()
+    report = run_distributed(free, store, executor=executor, workers=workers, slurm=slurm,
+                             device=device, vectorize=vectorize, fresh=fresh, progress=progress,
+                             ttl_s=ttl_s, heartbeat_s=heartbeat_s)
+    held += sum(len(g) for g in free if group_id(g) in {h["group"] for h in report["held"]})
+    computed = 0
+    for g in free:
+        for c in g:
+            if store.load(c) is None:
+                continue
+            if fresh:
+                try:  # rewritten by this sweep (its mtime is the file system's clock)
+                    computed += store.paths(c)[0].stat().st_mtime >= started - 5
+                except OSError:
+                    pass
+            elif not before.get(id(c)):
+                computed += 1
+    for line in format_failures(report):
+        print(f"prunelib: {line}", file=sys.stderr)
+    return computed, held, report["failed"]
+
+
 def summary_line(outcome: dict, root, seconds: float) -> str:
     """The line a sweep ends with: ``"15 runs: 3 computed, 12 from the store (results), 1.2 s"``."""
     missing = (f", {outcome['not_computed']} not computed" if outcome["not_computed"] else "")
+    if outcome.get("held"):
+        missing += f" ({outcome['held']} held by other workers)"
+    if outcome.get("failed"):
+        missing += f" ({len(outcome['failed'])} group(s) failed)"
     return (f"{outcome['runs']} runs: {outcome['computed']} computed, {outcome['from_store']} "
             f"from the store ({root}){missing}, {seconds:.1f} s")
 

@@ -90,7 +90,7 @@ def _scores(w: torch.Tensor, score: str, gen: torch.Generator) -> torch.Tensor:
 
 def prune_structured_to(model: nn.Module, ratio: float, *, kept: dict | None = None,
                         score: str = "l1", layers: str | Iterable[str] = "all",
-                        seed: int = 0) -> dict:
+                        seed: int = 0, features_ratio: float | None = None) -> dict:
     """Kept unit indices after pruning ``model``'s selected layers to ``ratio``.
 
     ``model`` is the dense network (its weights as they are now). ``kept`` is a
@@ -98,7 +98,9 @@ def prune_structured_to(model: nn.Module, ratio: float, *, kept: dict | None = N
     their weights are ignored. Each selected layer of ``n`` units ends with
     ``n - floor(ratio * n)`` units (or fewer, if a previous round kept fewer).
     Returns ``{layer name: sorted LongTensor of kept units}`` for every layer pruned
-    now or before; the model is not changed. The Sequential path only
+    now or before; the model is not changed. ``features_ratio`` (None: ``ratio``) is the
+    ratio of the hidden convolutions (role ``"features"``: channels), e.g. a smaller rate
+    for the convolutions than for the fully connected layers. The Sequential path only
     (:func:`prunelib.pruning.chain.check_structured`); ``UnsupportedModelError``
     otherwise.
 
@@ -113,11 +115,15 @@ def prune_structured_to(model: nn.Module, ratio: float, *, kept: dict | None = N
     {'0': 2, '2': 2}
     """
     ratio = _check_ratio(ratio)
+    if features_ratio is not None:
+        features_ratio = _check_ratio(features_ratio, "features_ratio")
     if score not in STRUCTURED_SCORES:
         raise ValueError(f"unknown score {score!r}; allowed: "
                          f"{', '.join(map(repr, STRUCTURED_SCORES))}")
     check_structured(model)
     names = prunable_layers(model, layers)
+    roles = layer_roles(model)
+    base_ratio = ratio
     kept = _check_kept(model, kept)
     links = _links(model)
     producers = _producers(links)
@@ -131,6 +137,8 @@ def prune_structured_to(model: nn.Module, ratio: float, *, kept: dict | None = N
             raise ValueError(f"cannot remove units of {name!r}: {lk.error}")
         w = modules[name].weight.detach().cpu()
         n = w.shape[0]
+        ratio = features_ratio if features_ratio is not None and roles[name] == "features" \
+            else base_ratio
         n_keep = n - n_removed(ratio, n)
         if n_keep < 1:
             raise ValueError(f"ratio {ratio} would leave layer {name!r} with no units (it has "

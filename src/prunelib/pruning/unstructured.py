@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..models import PARAM_LAYERS, output_layer_name, prunable_layers
+from ..models import PARAM_LAYERS, layer_roles, output_layer_name, prunable_layers
 from ._common import _EPS, _check_mask, _check_masks, _check_ratio, _is_torch_pruned, _target
 
 __all__ = [
@@ -91,8 +91,14 @@ def _n_mask(ratio: float, n: int) -> int:
 
 
 def _unstructured(model: nn.Module, ratio: float, scorer, scope: str, output_ratio,
-                  layers, masks: dict | None, cumulative: bool) -> dict:
+                  layers, masks: dict | None, cumulative: bool,
+                  features_ratio: float | None = None) -> dict:
     ratio = _check_ratio(ratio)
+    if features_ratio is not None:
+        features_ratio = _check_ratio(features_ratio, "features_ratio")
+        if scope == "pooled":
+            raise ValueError("scope='pooled' pools every layer at `ratio`; features_ratio must "
+                             "be None (use scope='layer' or 'global' for per-role rates)")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(map(repr, SCOPES))}")
     if scope == "pooled" and output_ratio is not None:
@@ -108,17 +114,27 @@ def _unstructured(model: nn.Module, ratio: float, scorer, scope: str, output_rat
             new[k] = new[k] * t.torch_mask.to(new[k])
     targets = _mask_targets(model, layers)
     out_name = output_layer_name(model)
+    roles = layer_roles(model)
+    features = {n for n in targets if roles.get(n) == "features"} if features_ratio is not None \
+        else set()
     if scope == "pooled":
         groups = [list(targets)]
     else:
-        groups = [[n] for n in targets if n != out_name] if scope == "layer" else \
-            [[n for n in targets if n != out_name]]
+        hidden = [n for n in targets if n != out_name]
+        if scope == "layer":
+            groups = [[n] for n in hidden]
+        else:  # one pool of the hidden layers; the convolutions their own with features_ratio
+            groups = [[n for n in hidden if n in features],
+                      [n for n in hidden if n not in features]]
         if out_name in targets:
             groups.append([out_name])
     for group in groups:
         if not group:
             continue
-        r = output_ratio if group == [out_name] and scope != "pooled" else ratio
+        if group == [out_name] and scope != "pooled":
+            r = output_ratio
+        else:
+            r = features_ratio if group[0] in features else ratio
         keys = [f"{n}.weight" for n in group]
         found = {k: _target(model, k) for k in keys}
         params = {k: found[k].tensor for k in keys}
@@ -150,7 +166,7 @@ def _unstructured(model: nn.Module, ratio: float, scorer, scope: str, output_rat
 def magnitude_masks(model: nn.Module, ratio: float, *, scope: str = "layer",
                     output_ratio: float | None = None, layers: str | Iterable[str] = "all",
                     masks: dict | None = None, cumulative: bool = False,
-                    return_report: bool = False):
+                    return_report: bool = False, features_ratio: float | None = None):
     """Mask the smallest-magnitude weights (never biases) of the selected layers.
 
     ``ratio`` is the fraction of each layer's still-unmasked weights to mask (``scope=
@@ -163,7 +179,9 @@ def magnitude_masks(model: nn.Module, ratio: float, *, scope: str = "layer",
     holds them plus the new weight masks. ``cumulative=True`` reads the ratios as the
     fraction of *all* of a group's weights masked after the call, so an iterative
     schedule ends at exactly the one-shot count. ``return_report=True`` returns
-    ``(masks, SparsityReport)``.
+    ``(masks, SparsityReport)``. ``features_ratio`` (None: ``ratio``) is the ratio of the
+    hidden convolutions (role ``"features"``; with ``"global"`` they form their own pool),
+    e.g. Frankle & Carbin's Conv-2: convolutions 10%, fully connected 20%, output 10%.
 
     >>> import torch
     >>> from prunelib.models import MLP
@@ -177,14 +195,14 @@ def magnitude_masks(model: nn.Module, ratio: float, *, scope: str = "layer",
     (0.767, 0.4)
     """
     out = _unstructured(model, ratio, lambda k, p: p.detach().abs(), scope, output_ratio,
-                        layers, masks, cumulative)
+                        layers, masks, cumulative, features_ratio)
     return (out, sparsity_report(out)) if return_report else out
 
 
 def random_masks(model: nn.Module, ratio: float, *, scope: str = "layer",
                  output_ratio: float | None = None, layers: str | Iterable[str] = "all",
                  masks: dict | None = None, seed: int = 0, cumulative: bool = False,
-                 return_report: bool = False):
+                 return_report: bool = False, features_ratio: float | None = None):
     """Like :func:`magnitude_masks` with seeded uniform random scores (the mask control).
 
     >>> from prunelib.models import MLP
@@ -195,7 +213,7 @@ def random_masks(model: nn.Module, ratio: float, *, scope: str = "layer",
     gen = torch.Generator().manual_seed(int(seed))
     out = _unstructured(model, ratio,
                         lambda k, p: torch.rand(p.shape, generator=gen, dtype=torch.float64),
-                        scope, output_ratio, layers, masks, cumulative)
+                        scope, output_ratio, layers, masks, cumulative, features_ratio)
     return (out, sparsity_report(out)) if return_report else out
 
 

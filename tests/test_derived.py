@@ -1,0 +1,91 @@
+"""Columns derived from stored predictions: values, the on-disk cache, the noise floor."""
+
+import numpy as np
+import pytest
+
+from prunelib import stats
+from prunelib.analysis import _test_probs, derived_columns, noise_floor
+from prunelib.config import SweepConfig, TrainSpec
+from prunelib.store import ResultsStore
+from prunelib.sweep import run_sweep
+
+
+@pytest.fixture
+def table(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNELIB_CACHE", str(tmp_path / "cache"))
+    base = dict(study="moons", profile="smoke", dataset="moons", model="mlp",
+                model_kwargs={"in_features": 2, "hidden": [8, 8], "n_classes": 2},
+                data_kwargs={"n_train": 64, "n_val": 32, "n_test": 200, "noise": 0.2},
+                train=TrainSpec(lr=0.05, max_iters=20, eval_every=5, patience=2))
+    sweep = SweepConfig(base=base, techniques=("oneshot_reset",), ratios=(0.0, 0.5),
+                        seeds=(0, 1), vary_split=True)
+    df = run_sweep(sweep, tmp_path / "store", progress=False)
+    return df, ResultsStore(tmp_path / "store"), tmp_path / "cache"
+
+
+def test_estimators_are_the_stats_functions_on_the_stored_predictions(table):
+    df, store, _ = table
+    out = derived_columns(df, store)
+    for _, row in out.iterrows():
+        p, y = _test_probs(store, "moons", row["key"])
+        assert row["ece_debiased"] == pytest.approx(stats.debiased_ece(p, y))
+        assert row["smooth_ece"] == pytest.approx(stats.smooth_ece(p, y))
+
+
+def test_cache_is_used_and_follows_the_arrays(table, monkeypatch):
+    df, store, cache = table
+    first = derived_columns(df, store)
+    assert (cache / "derived" / "moons.json").is_file()
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(stats, "smooth_ece", boom)
+    again = derived_columns(df, store)
+    np.testing.assert_array_equal(first["smooth_ece"], again["smooth_ece"])
+    # a run whose arrays changed is derived afresh
+    key = df["key"].iloc[0]
+    npz = store.root / "moons" / f"{key}.npz"
+    npz.write_bytes(npz.read_bytes() + b"\0")
+    with pytest.raises(AssertionError, match="recomputed"):
+        derived_columns(df, store)
+
+
+def test_where_limits_the_rows_and_ood_gap(table):
+    df, store, _ = table
+    out = derived_columns(df, store, where={"ratio": [0.5]})
+    assert out.loc[out.ratio == 0.5, "smooth_ece"].notna().all()
+    assert out.loc[out.ratio == 0.0, "smooth_ece"].isna().all()
+    gap = derived_columns(df.assign(ood_mean_confidence_mnist=0.6), ood_sets=("mnist",),
+                          estimators=False)
+    np.testing.assert_allclose(gap["ood_confidence_gap_mnist"], df["mean_confidence"] - 0.6)
+
+
+def test_noise_floor_band_brackets_its_mean(table):
+    df, store, _ = table
+    floor = noise_floor(df, store, max_seeds=2, n_draws=50)
+    assert len(floor) == df.groupby(["prune", "technique", "ratio"]).ngroups
+    assert (floor["ece_floor_lower"] <= floor["ece_floor"]).all()
+    assert (floor["ece_floor"] <= floor["ece_floor_upper"]).all()
+    assert (floor["ece_ts_floor"] > 0).all()
+
+
+def test_bootstrap_interval_of_a_claim_carries_the_test_set_error(tmp_path, monkeypatch):
+    from prunelib.book import bootstrap_intervals
+    from prunelib.claims import contrast, moons_claims
+
+    monkeypatch.setenv("PRUNELIB_CACHE", str(tmp_path / "cache"))
+    base = dict(study="moons", profile="smoke", dataset="moons", model="mlp",
+                model_kwargs={"in_features": 2, "hidden": [8, 8], "n_classes": 2},
+                data_kwargs={"n_train": 64, "n_val": 32, "n_test": 100, "noise": 0.2},
+                train=TrainSpec(lr=0.05, max_iters=20, eval_every=5, patience=2))
+    sweep = SweepConfig(base=base, techniques=("iterative_reset",), ratios=(0.0, 0.8),
+                        seeds=(0, 1, 2), rounds=2, vary_split=True)
+    df = run_sweep(sweep, tmp_path / "store", progress=False)
+    boot = bootstrap_intervals({"moons": df}, tmp_path / "store", ids=("m3", "mx3"),
+                               profile="smoke", n_boot=200).set_index("id")
+    claim = next(c for c in moons_claims((0.0, 0.5, 0.8)) if c.id == "m3")
+    d = contrast(df, "ece", claim.terms)
+    assert boot.loc["m3", "mean"] == pytest.approx(d.mean(), abs=1e-3)  # float16 logits
+    assert boot.loc["m3", "lower"] <= boot.loc["m3", "mean"] <= boot.loc["m3", "upper"]
+    assert boot.loc["mx3", "metric"] == "nll" and boot.loc["m3", "seeds"] == 3
