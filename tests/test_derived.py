@@ -10,17 +10,23 @@ from prunelib.store import ResultsStore
 from prunelib.sweep import run_sweep
 
 
-@pytest.fixture
-def table(tmp_path, monkeypatch):
+def moons_store(tmp_path, monkeypatch, techniques=("oneshot_reset",), ratios=(0.0, 0.5),
+                seeds=(0, 1), n_test=200, rounds=1):
+    """A tiny Make Moons store (one sample and split per seed) and its table."""
     monkeypatch.setenv("PRUNELIB_CACHE", str(tmp_path / "cache"))
     base = dict(study="moons", profile="smoke", dataset="moons", model="mlp",
                 model_kwargs={"in_features": 2, "hidden": [8, 8], "n_classes": 2},
-                data_kwargs={"n_train": 64, "n_val": 32, "n_test": 200, "noise": 0.2},
+                data_kwargs={"n_train": 64, "n_val": 32, "n_test": n_test, "noise": 0.2},
                 train=TrainSpec(lr=0.05, max_iters=20, eval_every=5, patience=2))
-    sweep = SweepConfig(base=base, techniques=("oneshot_reset",), ratios=(0.0, 0.5),
-                        seeds=(0, 1), vary_split=True)
-    df = run_sweep(sweep, tmp_path / "store", progress=False)
-    return df, ResultsStore(tmp_path / "store"), tmp_path / "cache"
+    sweep = SweepConfig(base=base, techniques=techniques, ratios=ratios, seeds=seeds,
+                        rounds=rounds, vary_split=True)
+    return run_sweep(sweep, tmp_path / "store", progress=False), ResultsStore(tmp_path / "store")
+
+
+@pytest.fixture
+def table(tmp_path, monkeypatch):
+    df, store = moons_store(tmp_path, monkeypatch)
+    return df, store, tmp_path / "cache"
 
 
 def test_estimators_are_the_stats_functions_on_the_stored_predictions(table):
@@ -74,14 +80,8 @@ def test_bootstrap_interval_of_a_claim_carries_the_test_set_error(tmp_path, monk
     from prunelib.book import bootstrap_intervals
     from prunelib.claims import contrast, moons_claims
 
-    monkeypatch.setenv("PRUNELIB_CACHE", str(tmp_path / "cache"))
-    base = dict(study="moons", profile="smoke", dataset="moons", model="mlp",
-                model_kwargs={"in_features": 2, "hidden": [8, 8], "n_classes": 2},
-                data_kwargs={"n_train": 64, "n_val": 32, "n_test": 100, "noise": 0.2},
-                train=TrainSpec(lr=0.05, max_iters=20, eval_every=5, patience=2))
-    sweep = SweepConfig(base=base, techniques=("iterative_reset",), ratios=(0.0, 0.8),
-                        seeds=(0, 1, 2), rounds=2, vary_split=True)
-    df = run_sweep(sweep, tmp_path / "store", progress=False)
+    df, _ = moons_store(tmp_path, monkeypatch, techniques=("iterative_reset",),
+                        ratios=(0.0, 0.8), seeds=(0, 1, 2), n_test=100, rounds=2)
     boot = bootstrap_intervals({"moons": df}, tmp_path / "store", ids=("m3", "mx3"),
                                profile="smoke", n_boot=200).set_index("id")
     claim = next(c for c in moons_claims((0.0, 0.5, 0.8)) if c.id == "m3")
