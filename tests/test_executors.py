@@ -4,6 +4,7 @@ one group; a killed worker loses nothing; the `large` profile at smoke size."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -48,6 +49,19 @@ def env(data, monkeypatch):
     return data
 
 
+@contextlib.contextmanager
+def one_thread():
+    """The workers run with OMP_NUM_THREADS=1 (the env fixture). Values are bit-identical
+    between processes that use the same number of threads (a convolution's sums are split
+    by thread), so what is computed in this process to compare with them uses one too."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def serial_store(data, tmp_path_factory):
     """The cifar10 smoke grid computed serially: the reference every executor must match."""
@@ -55,8 +69,9 @@ def serial_store(data, tmp_path_factory):
     old = os.environ.get("PRUNELIB_DATA")
     os.environ["PRUNELIB_DATA"] = str(data)
     try:
-        assert main(["sweep", "cifar10", "--profile", "smoke", "--store", str(store),
-                     "--no-progress", "--device", "cpu"]) == 0
+        with one_thread():
+            assert main(["sweep", "cifar10", "--profile", "smoke", "--store", str(store),
+                         "--no-progress", "--device", "cpu"]) == 0
     finally:
         if old is None:
             os.environ.pop("PRUNELIB_DATA")
@@ -154,8 +169,9 @@ def test_killed_local_worker_loses_nothing(env, serial_store, tmp_path, capsys):
         assert "stopped while computing it (exit status -9)" in err and "worker-" in err
     else:  # the other worker found the dead worker's claim stale and took the group over
         assert result["rc"] == 0, err
-    assert main(["sweep", "cifar10", "--profile", "smoke", "--store", str(store),
-                 "--no-progress", "--device", "cpu"]) == 0  # the rerun (here, serial)
+    with one_thread():  # as the workers and the reference
+        assert main(["sweep", "cifar10", "--profile", "smoke", "--store", str(store),
+                     "--no-progress", "--device", "cpu"]) == 0  # the rerun (here, serial)
     assert_same_records(serial_store, store)
     assert not (store / ".claims").exists(), list((store / ".claims").iterdir())
     assert not [p for p in store.rglob("*.tmp") if ".jobs" not in p.parts]

@@ -144,14 +144,19 @@ def _parse_temporary(name: str) -> tuple[str, int] | None:
 
 
 def _pid_alive(pid: int) -> bool | None:
-    """Whether process ``pid`` of this host runs (None: cannot tell)."""
+    """Whether process ``pid`` of this host runs (None: cannot tell). A zombie -- a process
+    that ended (e.g. killed) but that its parent has not reaped yet -- does not run."""
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OverflowError, OSError, ValueError, TypeError):
         return None  # alive under another user, or not a process id here
-    return True
+    try:  # Linux: the state field of /proc/<pid>/stat, after the parenthesised command
+        state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def _read_claim(path: Path) -> tuple[dict, float] | None:
@@ -328,13 +333,8 @@ class ResultsStore:
         for tmp in list(self.root.glob(".*.tmp")) + list(self.root.glob("*/.*.tmp")):
             parsed = _parse_temporary(tmp.name)
             if parsed is not None and parsed[0] == HOST:
-                try:
-                    os.kill(parsed[1], 0)  # raises if no such process
-                    continue
-                except ProcessLookupError:
-                    pass
-                except (PermissionError, OverflowError, OSError):
-                    continue  # alive under another user, or not a process id here
+                if _pid_alive(parsed[1]) is not False:
+                    continue  # alive, or alive under another user / not a process id here
             else:
                 try:
                     if now - tmp.stat().st_mtime < max_age:
