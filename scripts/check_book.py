@@ -25,7 +25,8 @@ import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toc import toc_entries  # the scripts' shared toc reader
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -36,12 +37,7 @@ COLAB = "https://colab.research.google.com/github/"
 
 def toc_pages(root: Path = ROOT) -> list[str]:
     """Every file of ``_toc.yml`` (the root first), without extension."""
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for part in toc.get("parts", []):
-        pages += [c["file"] for c in part.get("chapters", [])]
-    pages += [c["file"] for c in toc.get("chapters", [])]
-    return pages
+    return toc_entries(root)
 
 
 class PageFacts(HTMLParser):

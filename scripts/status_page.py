@@ -35,6 +35,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toc import source_of, toc_entries  # the scripts' shared toc reader
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path("_build") / ".jupyter_cache"
 OUT = Path("_build") / "status" / "execution.md"
@@ -54,37 +57,6 @@ PROFILE = "paper"
 # --------------------------------------------------------------------------------------------
 # Pages
 # --------------------------------------------------------------------------------------------
-
-
-def toc_entries(root: Path) -> list[str]:
-    """Every ``file`` of ``_toc.yml`` (the root first), in order, without extension."""
-    import yaml
-
-    def walk(node) -> list[str]:
-        out: list[str] = []
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if key in node:
-                    out.append(str(node[key]))
-            for key in ("parts", "chapters", "sections", "subtrees", "entries"):
-                for child in node.get(key, []) or []:
-                    out.extend(walk(child))
-        elif isinstance(node, list):
-            for child in node:
-                out.extend(walk(child))
-        return out
-
-    return walk(yaml.safe_load((root / "_toc.yml").read_text()))
-
-
-def source_of(root: Path, entry: str) -> Path | None:
-    base = root / entry
-    if base.suffix in (".ipynb", ".md"):
-        return base if base.is_file() else None
-    for suffix in (".ipynb", ".md"):
-        if base.with_suffix(suffix).is_file():
-            return base.with_suffix(suffix)
-    return None
 
 
 def read_notebook(path: Path):

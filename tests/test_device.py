@@ -4,7 +4,7 @@ record states the device used."""
 import pytest
 
 import prunelib.ensemble as ens
-import prunelib.experiments as E
+import prunelib.member as member
 from prunelib.config import SweepConfig, TrainSpec
 from prunelib.store import ResultsStore
 from prunelib.sweep import bind_data, run_sweep
@@ -22,7 +22,7 @@ def _moons():
 @pytest.mark.parametrize("vectorize", [True, False])
 def test_device_reaches_every_trainer(tmp_path, monkeypatch, vectorize):
     seen = []
-    real_train, real_ens = E.train, ens.train_ensemble
+    real_train, real_ens = member.train, ens.train_ensemble
 
     def spy_train(*a, device="cpu", **k):
         seen.append(("train", str(device)))
@@ -32,7 +32,7 @@ def test_device_reaches_every_trainer(tmp_path, monkeypatch, vectorize):
         seen.append(("ensemble", str(device)))
         return real_ens(*a, device=device, **k)
 
-    monkeypatch.setattr(E, "train", spy_train)
+    monkeypatch.setattr(member, "train", spy_train)
     monkeypatch.setattr(ens, "train_ensemble", spy_ens)
     sweep = bind_data(_moons(), source="data")
     run_sweep(sweep, tmp_path, device="cpu:0", progress=False, vectorize=vectorize)

@@ -82,7 +82,7 @@ def no_training(monkeypatch):
     def trained(*args, **kwargs):
         raise AssertionError("a network was trained")
 
-    monkeypatch.setattr(E, "_fit", trained)
+    monkeypatch.setattr(E, "fit", trained)
 
 
 def one_line_error(capsys, rc, expect, *, code=2) -> str:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -22,32 +23,19 @@ yaml = pytest.importorskip("yaml")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _toc_files(node) -> list[str]:
-    """All ``file`` entries of a Jupyter Book 1 toc, root first, in order."""
-    out: list[str] = []
-    if isinstance(node, dict):
-        for key in ("root", "file"):
-            if key in node:
-                out.append(str(node[key]))
-        for key in ("parts", "chapters", "sections", "subtrees", "entries"):
-            for child in node.get(key, []) or []:
-                out.extend(_toc_files(child))
-    elif isinstance(node, list):
-        for child in node:
-            out.extend(_toc_files(child))
-    return out
+_spec = importlib.util.spec_from_file_location("toc", ROOT / "scripts" / "toc.py")
+toc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(toc)
 
 
 def _resolve(entry: str) -> list[Path]:
-    base = ROOT / entry
-    if base.suffix in (".md", ".ipynb"):
-        return [base] if base.is_file() else []
-    return [p for p in (base.with_suffix(".md"), base.with_suffix(".ipynb")) if p.is_file()]
+    found = toc.source_of(ROOT, entry)
+    return [found] if found is not None else []
 
 
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-TOC_ENTRIES = _toc_files(TOC)
+TOC_ENTRIES = toc.toc_entries(ROOT)
 NOTEBOOKS = [p for e in TOC_ENTRIES for p in _resolve(e) if p.suffix == ".ipynb"]
 
 

@@ -58,7 +58,7 @@ def test_ood_study_reuses_stored_cifar10_networks(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("the ood study retrained a network")
 
-    monkeypatch.setattr(E, "_fit", no_training)
+    monkeypatch.setattr(E, "fit", no_training)
     ood_grid = SweepConfig(base={**base, "study": "ood", "ood_sets": ("gaussian",)},
                            **{**grid, "seeds": (0, 1)})
     with pytest.warns(UserWarning, match="2 ood run"):  # seed 1's networks are missing: skipped

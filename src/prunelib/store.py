@@ -34,19 +34,9 @@ removes those of dead processes of its own host only, and anyone's temporary
 files older than :data:`STALE_TEMPORARY_S` (a writer takes seconds), so machines
 sharing a store never delete each other's live temporaries.
 
-Claims: workers that share a store (processes of one machine, jobs of a cluster, several
-users) claim an execution group before computing it, so that nobody computes it twice at
-once. A claim is a file ``<root>/.claims/<name>.claim`` (JSON) created atomically (a hard link of a
-complete temporary file: exactly one creator wins, on local and NFS file systems) holding
-the holder's host, pid, user, start time and a heartbeat that a thread of the holder
-rewrites every :data:`CLAIM_HEARTBEAT_S` seconds. A claim is stale, and taken over, when its
-holder is a process of this host that no longer runs, or when its heartbeat is older than
-its time to live (:data:`CLAIM_TTL_S`, stored in the claim): a crashed worker's group is
-picked up again by the next worker that comes to it. Taking over is serialised by a second
-file (``<name>.break``), so two workers never both take over the same stale claim. The
-holder removes its claim when the group is done (and the ``.claims`` folder when it is
-empty); see :meth:`ResultsStore.claim`. Folders whose names start with a dot are never read
-as studies.
+Claims: workers that share a store claim an execution group before computing it, so that
+nobody computes it twice at once (:meth:`ResultsStore.claim`, :mod:`prunelib.locks`). Folders
+whose names start with a dot are never read as studies.
 """
 
 from __future__ import annotations
@@ -55,28 +45,25 @@ import hashlib
 import io
 import json
 import os
-import re
-import secrets
-import socket
-import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from . import locks
 from .config import SCHEMA_VERSION, RunConfig, config_hash
+from .files import HOST, atomic_write, parse_temporary, pid_alive
+from .locks import CLAIM_HEARTBEAT_S, CLAIM_TTL_S, CLAIMS_FOLDER, Claim, claim_is_stale
+
+__all__ = ["CLAIMS_FOLDER", "CLAIM_HEARTBEAT_S", "CLAIM_TTL_S", "HOST", "RECORD_CHECKSUM",
+           "STALE_TEMPORARY_S", "Claim", "CorruptRecordWarning", "ResultsStore",
+           "claim_is_stale", "record_checksum"]
 
 #: the record's field holding the SHA-256 of its own canonical content
 RECORD_CHECKSUM = "record_sha256"
 #: temporary files of other hosts (or of an unknown format) older than this are removed
 STALE_TEMPORARY_S = 24 * 3600.0
-#: the folder of the store's claims (:meth:`ResultsStore.claim`)
-CLAIMS_FOLDER = ".claims"
-#: seconds between two heartbeats of a held claim
-CLAIM_HEARTBEAT_S = 30.0
-#: a claim whose heartbeat is older than this (seconds) is stale: its holder is taken for dead
-CLAIM_TTL_S = 300.0
 
 
 _UNSEALED = ("no record checksum (written by an older prunelib: if its content is trusted, "
@@ -87,24 +74,6 @@ class CorruptRecordWarning(UserWarning):
     """A record on disk could not be trusted and will be recomputed (or was skipped)."""
 
 
-def _host_tag() -> str:
-    """This machine and PID namespace, as a file-name-safe tag: the host name plus a
-    short hash of the kernel's boot id and the PID namespace, so that two containers
-    with one host name, or a rebooted machine, do not take each other's process ids
-    for their own."""
-    name = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname() or "host")[:32] or "host"
-    ident = []
-    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            ident.append(os.readlink(path) if path.endswith("/pid") else Path(path).read_text())
-        except OSError:
-            ident.append("")
-    return f"{name}-{hashlib.sha256('|'.join(ident).encode()).hexdigest()[:8]}"
-
-
-HOST = _host_tag()
-
-
 def record_checksum(record: dict) -> str:
     """SHA-256 of a record's canonical JSON (sorted keys, no whitespace), without its own
     checksum field. Computed on the record as JSON gives it back, so it is what a reader
@@ -112,135 +81,6 @@ def record_checksum(record: dict) -> str:
     body = {k: v for k, v in record.items() if k != RECORD_CHECKSUM}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place.
-
-    The temporary file is created with mode ``0o666`` minus the umask (as ``open`` does),
-    and named by this host and process so that :meth:`ResultsStore.remove_stale_temporaries`
-    on any machine sharing the store can tell whether its writer may still be alive."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _parse_temporary(name: str) -> tuple[str, int] | None:
-    """``(host, pid)`` of a temporary file's name, None for another format."""
-    parts = name.rsplit(".", 4)  # ['.<file>', host, pid, random, 'tmp']
-    if len(parts) != 5 or parts[4] != "tmp" or not parts[2].isdigit():
-        return None
-    return parts[1], int(parts[2])
-
-
-def _pid_alive(pid: int) -> bool | None:
-    """Whether process ``pid`` of this host runs (None: cannot tell). A zombie -- a process
-    that ended (e.g. killed) but that its parent has not reaped yet -- does not run."""
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError, ValueError, TypeError):
-        return None  # alive under another user, or not a process id here
-    try:  # Linux: the state field of /proc/<pid>/stat, after the parenthesised command
-        state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")
-
-
-def _read_claim(path: Path) -> tuple[dict, float] | None:
-    """A claim file's content and modification time; None when it does not exist. A file
-    that cannot be parsed gives ``{}`` (judged by its age alone)."""
-    try:
-        mtime = path.stat().st_mtime
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return {}, time.time()
-    try:
-        info = json.loads(text)
-    except ValueError:
-        info = {}
-    return (info if isinstance(info, dict) else {}), mtime
-
-
-def claim_is_stale(info: dict, mtime: float, now: float | None = None) -> bool:
-    """Whether a claim's holder is taken for dead: a process of this host that no longer
-    runs, or a heartbeat (or, unreadable, a file) older than the claim's time to live."""
-    now = time.time() if now is None else now
-    if info.get("host") == HOST and _pid_alive(info.get("pid", -1)) is False:
-        return True
-    ttl = info.get("ttl_s", CLAIM_TTL_S)
-    ttl = float(ttl) if isinstance(ttl, (int, float)) else CLAIM_TTL_S
-    beat = info.get("heartbeat")
-    last = max(mtime, float(beat)) if isinstance(beat, (int, float)) else mtime
-    return now - last > ttl
-
-
-class Claim:
-    """A claim held by this process (:meth:`ResultsStore.claim`): a heartbeat thread keeps it
-    alive until :meth:`release` (or the end of a ``with`` block). ``lost`` turns True when
-    the claim was taken over meanwhile (its holder was taken for dead)."""
-
-    def __init__(self, path: Path, info: dict, heartbeat_s: float):
-        self.path, self.info, self.lost = path, info, False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True,
-                                        name=f"claim-heartbeat-{path.stem}")
-        self._thread.start()
-
-    @property
-    def token(self) -> str:
-        return self.info["token"]
-
-    def _mine(self) -> bool:
-        cur = _read_claim(self.path)
-        return cur is not None and cur[0].get("token") == self.token
-
-    def _beat(self, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                if not self._mine():
-                    self.lost = True
-                    return
-                self.info["heartbeat"] = time.time()
-                _atomic_write(self.path, json.dumps(self.info, sort_keys=True).encode())
-            except OSError:
-                continue  # a slow or busy file system: try again at the next beat
-
-    def release(self) -> None:
-        """Stop the heartbeat and remove the claim (if it is still this one's), and the
-        claims folder when it is empty."""
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
-        try:
-            if self._mine():
-                self.path.unlink()
-        except OSError:
-            pass
-        try:
-            self.path.parent.rmdir()  # only when empty
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 class ResultsStore:
@@ -261,7 +101,7 @@ class ResultsStore:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         blob = buf.getvalue()
-        _atomic_write(npz_path, blob)
+        atomic_write(npz_path, blob)
         full = {
             "schema": SCHEMA_VERSION,
             "key": config_hash(cfg),
@@ -273,7 +113,7 @@ class ResultsStore:
         # the checksum is taken over the record as a reader will parse it (numpy scalars,
         # tuples... converted), so that reading it back gives exactly the same content
         full = json.loads(json.dumps(full, default=_json_default))
-        _atomic_write(json_path, _record_text(full))
+        atomic_write(json_path, _record_text(full))
         return json_path
 
     def seal(self, study: str | None = None) -> int:
@@ -296,7 +136,7 @@ class ResultsStore:
             if self._problem(path, rec, expect_key=path.stem, verify_arrays=True,
                              check_sum=False) is not None:
                 continue
-            _atomic_write(path, _record_text(rec))
+            atomic_write(path, _record_text(rec))
             sealed += 1
         return sealed
 
@@ -331,9 +171,9 @@ class ResultsStore:
     def _remove_stale(self, max_age: float, now: float) -> list[Path]:
         removed = []
         for tmp in list(self.root.glob(".*.tmp")) + list(self.root.glob("*/.*.tmp")):
-            parsed = _parse_temporary(tmp.name)
+            parsed = parse_temporary(tmp.name)
             if parsed is not None and parsed[0] == HOST:
-                if _pid_alive(parsed[1]) is not False:
+                if pid_alive(parsed[1]) is not False:
                     continue  # alive, or alive under another user / not a process id here
             else:
                 try:
@@ -357,73 +197,18 @@ class ResultsStore:
     def claim(self, name: str, *, what: str = "", ttl_s: float | None = None,
               heartbeat_s: float | None = None) -> Claim | None:
         """Claim ``name`` (e.g. an execution group, :func:`prunelib.experiments.group_id`)
-        for this process; None when a live holder has it.
-
-        The claim file ``<root>/.claims/<name>.claim`` (JSON) is created atomically and holds
-        ``host``, ``hostname``, ``pid``, ``user``, ``started``, ``heartbeat``, ``ttl_s``,
-        a random ``token`` and ``what`` (a description). A stale claim (see
-        :func:`claim_is_stale`) is taken over. Use the returned :class:`Claim` as a context
-        manager, or call its ``release()``."""
-        ttl = CLAIM_TTL_S if ttl_s is None else float(ttl_s)
-        beat = CLAIM_HEARTBEAT_S if heartbeat_s is None else float(heartbeat_s)
-        path = self.root / CLAIMS_FOLDER / f"{name}.claim"
-        now = time.time()
-        try:
-            import getpass
-
-            user = getpass.getuser()
-        except (KeyError, OSError, ImportError):  # no user name (no passwd entry)
-            user = str(os.getuid()) if hasattr(os, "getuid") else "?"
-        info = {"host": HOST, "hostname": socket.gethostname(), "pid": os.getpid(),
-                "user": user, "started": now, "heartbeat": now, "ttl_s": ttl,
-                "heartbeat_s": beat, "token": secrets.token_hex(8), "what": what}
-        tmp = path.parent / f".{path.name}.{HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        for _ in range(5):  # the folder goes when its last claim is released: make it again
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_bytes(json.dumps(info, sort_keys=True).encode())
-                break
-            except FileNotFoundError:
-                continue
-            except PermissionError as e:
-                from .preflight import PreflightError
-
-                raise PreflightError(
-                    f"cannot claim a group in {path.parent} ({e.strerror}): every user of a "
-                    "shared store must be able to write its folders (e.g. chmod -R g+ws on a "
-                    "group-owned store and umask 002; see book/cluster.md)") from None
-        try:
-            for _ in range(3):
-                if _create_exclusive(tmp, path):
-                    return Claim(path, info, beat)
-                cur = _read_claim(path)
-                if cur is None:
-                    continue  # released meanwhile: try again
-                if not claim_is_stale(*cur) or not _break_claim(path, cur[0]):
-                    return None
-            return None
-        finally:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+        for this process; None when a live holder has it. See :func:`prunelib.locks.take`:
+        the claim file is ``<root>/.claims/<name>.claim``."""
+        return locks.take(self.root / CLAIMS_FOLDER, name, what=what, ttl_s=ttl_s,
+                          heartbeat_s=heartbeat_s)
 
     def claim_holder(self, name: str) -> dict | None:
         """The live holder's claim of ``name`` (its content), None when free or stale."""
-        cur = _read_claim(self.root / CLAIMS_FOLDER / f"{name}.claim")
-        if cur is None or claim_is_stale(*cur):
-            return None
-        return cur[0]
+        return locks.holder(self.root / CLAIMS_FOLDER, name)
 
     def claims(self) -> list[dict]:
         """Every claim file's content, with ``name`` and ``stale`` added."""
-        out = []
-        folder = self.root / CLAIMS_FOLDER
-        for path in sorted(folder.glob("*.claim")) if folder.is_dir() else []:
-            cur = _read_claim(path)
-            if cur is not None:
-                out.append({**cur[0], "name": path.stem, "stale": claim_is_stale(*cur)})
-        return out
+        return locks.listing(self.root / CLAIMS_FOLDER)
 
     def arrays(self, record: dict) -> dict[str, np.ndarray]:
         """The arrays beside a record (test logits, labels, OOD scores)."""
@@ -508,59 +293,6 @@ class ResultsStore:
         if digest != rec.get("arrays_sha256"):
             return "arrays file does not match its checksum"
         return None
-
-
-def _create_exclusive(tmp: Path, path: Path) -> bool:
-    """Put the complete file ``tmp`` at ``path`` unless ``path`` exists; whether it did.
-
-    A hard link is atomic and exclusive on POSIX file systems, NFS included, and the file
-    appears with its content; where links are not supported, ``O_EXCL`` creation."""
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:
-        pass
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "wb") as f:
-        f.write(tmp.read_bytes())
-    return True
-
-
-def _break_claim(path: Path, seen: dict) -> bool:
-    """Remove the stale claim ``seen`` at ``path``, unless someone else is doing the same or
-    it changed meanwhile; whether the way is free now. Serialised by ``<name>.break``."""
-    lock = path.with_suffix(".break")
-    try:
-        os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except FileExistsError:
-        try:  # a breaker that died: its lock goes after a time to live
-            if time.time() - lock.stat().st_mtime > CLAIM_TTL_S:
-                lock.unlink()
-        except OSError:
-            pass
-        return False
-    except OSError:
-        return False
-    try:
-        cur = _read_claim(path)
-        if cur is None:
-            return True
-        if cur[0].get("token") != seen.get("token") or not claim_is_stale(*cur):
-            return False
-        path.unlink()
-        return True
-    except OSError:
-        return False
-    finally:
-        try:
-            lock.unlink()
-        except OSError:
-            pass
 
 
 def _record_text(rec: dict) -> bytes:
