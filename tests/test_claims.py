@@ -96,3 +96,68 @@ def test_compact_table_and_summary_and_forest_plot():
     assert all(f"({i})" in text for i in table.id)
     fig = forest_plot(table)
     assert len(fig.axes[0].get_yticklabels()) == len(table)
+
+
+def regime_frame(*, fixed_dense_ece, effect, ts_effect, control_effect, seeds=8, noise=0.002):
+    """Both regimes on paired seeds. ``effect[regime]``: the pruned network's ECE (and NLL)
+    change; ``ts_effect``: its change after temperature scaling; ``control_effect``: the
+    matched controls' ECE change."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(seeds):
+        for regime in ("early_stop", "fixed"):
+            ece0 = fixed_dense_ece if regime == "fixed" else 0.05
+            base = {"accuracy": 0.62, "ece": ece0, "ece_ts": 0.015, "nll": 1.1 + 2 * (ece0 - 0.05),
+                    "brier": 0.5, "early_stop_iteration": 5000.0}
+            base = {m: x + noise * rng.standard_normal() for m, x in base.items()}
+            for kind in ("structured", "unstructured"):
+                for tech in ("iterative_reset", "iterative_maskreinit"):
+                    for ratio in RATIOS:
+                        if ratio == 0 and tech != "iterative_reset":
+                            continue
+                        r = dict(base)
+                        if ratio > 0:
+                            e = effect[regime] if tech == "iterative_reset" else control_effect
+                            r["ece"] += e + noise * 0.2 * rng.standard_normal()
+                            r["nll"] += 2 * e + noise * 0.2 * rng.standard_normal()
+                            r["ece_ts"] += (ts_effect if tech == "iterative_reset" else 0.0) \
+                                + noise * 0.2 * rng.standard_normal()
+                        rows.append({"prune": kind, "technique": tech, "ratio": ratio,
+                                     "seed": seed, "regime": regime, **r})
+    return pd.DataFrame(rows)
+
+
+def _reading(df):
+    from prunelib.book import regime_reading
+
+    claims = C.cifar10_claims(RATIOS) + C.regime_claims(RATIOS)
+    return regime_reading(C.judge(claims, {"cifar10": df}))
+
+
+def test_regime_reading_tells_early_stopping_from_a_gain_of_its_own():
+    like_early_stopping = regime_frame(fixed_dense_ece=0.14, effect={"fixed": -0.09,
+                                       "early_stop": 0.0}, ts_effect=0.0, control_effect=-0.09)
+    text = _reading(like_early_stopping)
+    assert "what early stopping gives" in text and "a temperature removes it" in text
+    assert "(r8, *reproduced*)" in text and "(r10, *reproduced*)" in text
+    assert "the effect belongs to the size" in text  # r6: the small dense network does as well
+
+    own = regime_frame(fixed_dense_ece=0.05, effect={"fixed": -0.02, "early_stop": -0.02},
+                       ts_effect=-0.01, control_effect=0.0)
+    text = _reading(own)
+    assert "in its own right" in text and "what early stopping gives" not in text
+    assert "(r8, *no meaningful effect*)" in text
+
+    nothing = regime_frame(fixed_dense_ece=0.14, effect={"fixed": 0.0, "early_stop": 0.0},
+                           ts_effect=0.0, control_effect=0.0)
+    assert "neither reading is needed" in _reading(nothing)
+
+
+def test_regime_reading_waits_for_paired_seeds():
+    one = regime_frame(fixed_dense_ece=0.14, effect={"fixed": -0.09, "early_stop": 0.0},
+                       ts_effect=0.0, control_effect=0.0, seeds=1)
+    assert "fewer than two seeds" in _reading(one)
+    from prunelib.book import regime_reading
+
+    with pytest.raises(ValueError, match="lacks the claims"):
+        regime_reading(C.judge(C.cifar10_claims(RATIOS), {"cifar10": one}))

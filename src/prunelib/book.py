@@ -152,6 +152,99 @@ def book_verdicts(tables: dict[str, pd.DataFrame], profile: str = "paper",
     return C.judge(C.book_claims(ratios, sets), tables)
 
 
+def regime_reading(table: pd.DataFrame) -> str:
+    """Chapter 4's reading of the regime claims (``r1``-``r11``, ``c4``, from
+    :func:`book_verdicts`), in Markdown: what separates "pruning helps calibration" from
+    "pruning acts like early stopping", and which of the two the verdicts support.
+
+    The two readings predict different things. If pruning acts like early stopping on an
+    over-trained network, its ECE drop is larger in the fixed regime (r8), a temperature
+    removes it (r5 not reproduced), a network of the pruned size trained the same way is as well
+    calibrated (r6), and the pruned network lands where early stopping puts the dense one
+    (r10, r11). If pruning helps in its own right, the drop appears under early stopping too
+    (c4), survives temperature scaling (r5) and beats the small dense network (r6).
+    """
+    v = table.set_index("id")
+
+    def said(cid: str) -> str:
+        r = v.loc[cid]
+        return f"{C.effect_text(r)} ({cid}, *{r['verdict']}*)"
+
+    def verdict(cid: str) -> str:
+        return v.loc[cid, "verdict"]
+
+    needed = [c for c in ("r1", "r2", "c4", "r5", "r6", "r8", "r10", "r11") if c not in v.index]
+    if needed:
+        raise ValueError(f"the table lacks the claims {needed}: pass book_verdicts(...)")
+    if (v.loc[["r1", "r2", "r8"], "n"] < 2).any():
+        return ("The fixed-budget grid has fewer than two seeds paired with the early-stopping "
+                "grid in the store yet, so nothing separates the two readings.")
+    ratio = v.loc["r2", "ratio"]
+    temperature = {
+        "reproduced": "pruning changes more than the scale of the confidences.",
+        "no meaningful effect": "it is a change of scale that one temperature undoes, the kind "
+                                "of change that stopping earlier also makes.",
+        "contradicted": "after temperature scaling the pruned network is the worse calibrated one.",
+    }.get(verdict("r5"), "the data cannot yet tell whether it is more than a change of scale.")
+    capacity = {
+        "reproduced": "The pruned network is better calibrated than a network of its size, so "
+                      "the procedure, not only the size, matters.",
+        "no meaningful effect": "A network of the pruned size trained the same way is as well "
+                                "calibrated: the effect belongs to the size, not to pruning.",
+        "contradicted": "The network of the pruned size trained from scratch is the better "
+                        "calibrated one.",
+    }.get(verdict("r6"), "Undecided.")
+    lines = [
+        f"- **Over-confidence.** The fixed budget changes the dense network's ECE by {said('r1')}.",
+        (f"- **The pruning effect in each regime.** Removing {ratio:.0%} of the head's neurons "
+         f"changes the ECE by {said('r2')} in the fixed regime and by {said('c4')} with early "
+         f"stopping; the difference between the regimes is {said('r8')}."),
+        (f"- **Temperature.** After temperature scaling the fixed-regime change is "
+         f"{said('r5')}: {temperature}"),
+        (f"- **Capacity.** Against the small dense network of the same shape, trained with the "
+         f"same budget from a fresh initialisation: {said('r6')}. {capacity}"),
+        (f"- **Where it lands.** The pruned over-trained network minus the early-stopped dense "
+         f"network: ECE {said('r10')}, NLL {said('r11')}."),
+    ]
+    n = int(v.loc[["r1", "r2", "r8"], "n"].min())
+    lines.append(f"\n**Reading ({n} seeds paired across the regimes):** {regime_conclusion(table)}")
+    return "\n".join(lines)
+
+
+def regime_conclusion(table: pd.DataFrame) -> str:
+    """The last sentence of :func:`regime_reading`: which reading the verdicts support, or
+    which claims (and about how many seeds) would decide it."""
+    v = table.set_index("id")
+
+    def verdict(cid: str) -> str:
+        return v.loc[cid, "verdict"]
+
+    if (v.loc[["r1", "r2", "r8"], "n"] < 2).any():
+        return "not in the store yet (fewer than two seeds paired across the regimes)."
+    like_es = verdict("r8") == "reproduced" and (
+        verdict("r5") in ("no meaningful effect", "contradicted") or verdict("r10") == "reproduced")
+    helps = all(verdict(c) == "reproduced" for c in ("c4", "r5", "r6"))
+    if verdict("r2") in ("no meaningful effect", "contradicted"):
+        return ("pruning does not lower the ECE of the over-confident network, so neither reading "
+                "is needed.")
+    if like_es and helps:
+        return ("both: pruning improves calibration in its own right (with early stopping too, "
+                "after temperature scaling, against a network of its size), and more so where the "
+                "dense network is over-trained.")
+    if like_es:
+        return ("pruning's calibration gain is what early stopping gives: it appears where the "
+                "dense network is over-trained, and "
+                + ("a temperature removes it." if verdict("r5") != "reproduced" else
+                   "the pruned network lands where early stopping puts the dense one."))
+    if helps:
+        return ("pruning improves calibration in its own right: the gain appears with early "
+                "stopping too, survives temperature scaling and beats a network of the same size.")
+    undecided = [c + (f" (≈{int(k)} seeds)" if pd.notna(k := v.loc[c, "seeds_needed"]) and k else "")
+                 for c in ("r5", "r6", "r8", "r10") if verdict(c) == "inconclusive"]
+    return ("the data do not yet separate the two readings"
+            + (f"; undecided: {', '.join(undecided)}." if undecided else "."))
+
+
 #: the claims whose intervals the conclusion also gives with test-set sampling error
 HEADLINE = ("c3", "c4", "cx1", "cx3", "cx4")
 

@@ -238,6 +238,13 @@ def regime_claims(ratios) -> list[Claim]:
         Claim("r9", "cifar10", "extension", "... and on the NLL", "interaction", "nll", "lower",
               ((1.0, pF), (-1.0, dF), (-1.0, pE), (1.0, dE)),
               "(pruned - dense) fixed - (pruned - dense) early stop", p8),
+        # what "pruning acts like early stopping" predicts: the pruned over-trained network
+        # lands where early stopping puts the dense one
+        Claim("r10", "cifar10", "extension", "pruning the over-trained network gives the ECE of the "
+              "early-stopped dense network", "extension", "ece", "same", minus(pF, dE),
+              "pruned (fixed) - dense (early stop)", p8),
+        Claim("r11", "cifar10", "extension", "... and its NLL", "extension", "nll", "same",
+              minus(pF, dE), "pruned (fixed) - dense (early stop)", p8),
     ]
     return out
 
