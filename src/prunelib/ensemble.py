@@ -3,7 +3,8 @@
 Make Moons sweeps train hundreds of tiny ``Linear``/``ReLU`` networks; one at a
 time, a small step is mostly Python and dispatch overhead. :func:`train_ensemble` stacks
 the weights of E members into ``[E, out, in]`` tensors and runs every member's
-forward and backward pass in one batched matmul per layer (``torch.baddbmm``).
+forward and backward pass in one batched matmul per layer (``torch.baddbmm``; the stacked
+model is :class:`prunelib.stacked.StackedMLP`).
 Measured on 2 CPU cores (``benchmarks/train_throughput.py``) this is as fast as
 ``torch.func.stack_module_state`` + ``vmap`` (0.9-1.4x across runs), and plain
 tensors make per-member masks, best-weight copies and dropping stopped members
@@ -44,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .stacked import StackedMLP, auto_chunk, parse_mlp, shape_signature, stack_masks
 from .training import (
     TrainConfig,
     TrainResult,
@@ -55,190 +57,6 @@ from .training import (
 )
 
 __all__ = ["StackedMLP", "auto_chunk", "predict_logits_ensemble", "train_ensemble"]
-
-# activation module -> (function, in-place function); Identity is skipped
-_ACTIVATIONS = {nn.ReLU: (torch.relu, torch.relu_), nn.Tanh: (torch.tanh, torch.tanh_),
-                nn.Identity: None}
-
-
-def _parse(model: nn.Module) -> list[tuple]:
-    """The model as a list of ops: ("linear", name, in, out, has_bias) or ("act", fn).
-
-    Accepts ``nn.Sequential`` (nested or wrapped) of ``Linear``, ``ReLU``, ``Tanh``,
-    ``Identity`` and ``Flatten``; anything else raises ``TypeError``.
-    """
-    ops: list[tuple] = []
-    covered = set()
-    for name, m in model.named_modules():
-        if any(True for _ in m.children()):
-            continue
-        if isinstance(m, nn.Linear):
-            ops.append(("linear", name, m.in_features, m.out_features, m.bias is not None))
-            covered.add(f"{name}.weight" if name else "weight")
-            if m.bias is not None:
-                covered.add(f"{name}.bias" if name else "bias")
-        elif isinstance(m, nn.Flatten):
-            continue
-        elif type(m) in _ACTIVATIONS:
-            if _ACTIVATIONS[type(m)] is not None:
-                ops.append(("act", *_ACTIVATIONS[type(m)]))
-        else:
-            raise TypeError(f"train_ensemble handles Linear/ReLU/Tanh networks; got "
-                            f"{type(m).__name__} at {name!r}")
-    extra = [n for n, _ in model.named_parameters() if n not in covered]
-    if extra:
-        raise TypeError(f"train_ensemble: parameters outside Linear layers: {extra}")
-    if not ops or ops[0][0] != "linear":
-        raise TypeError("train_ensemble needs a network that starts with a Linear layer")
-    return ops
-
-
-def _signature(ops) -> tuple:
-    return tuple((o[0], *o[2:]) if o[0] == "linear" else (o[0], o[1].__name__) for o in ops)
-
-
-def _pname(layer_name: str, kind: str) -> str:
-    return f"{layer_name}.{kind}" if layer_name else kind
-
-
-class StackedMLP:
-    """E same-shaped MLPs as stacked tensors ``W[l]: [E, out, in]``, ``b[l]: [E, out]``."""
-
-    def __init__(self, models: list[nn.Module], device: torch.device | str = "cpu"):
-        if not models:
-            raise ValueError("no models given")
-        self.ops = _parse(models[0])
-        sig = _signature(self.ops)
-        for m in models[1:]:
-            if _signature(_parse(m)) != sig:
-                raise ValueError("StackedMLP: models differ in layer shapes")
-        self.E = len(models)
-        self.device = torch.device(device)
-        dtype = next(models[0].parameters()).dtype
-        self.params: list[nn.Parameter] = []
-        self.names: list[list[str]] = []   # per stacked param: member-local names
-        self.layers: list[tuple] = []       # (W, b or None) per linear op
-        for op in self.ops:
-            if op[0] != "linear":
-                continue
-            lname = op[1]
-            mods = [dict(m.named_modules())[lname] for m in models]
-            W = nn.Parameter(torch.stack([mm.weight.detach() for mm in mods])
-                             .to(self.device, dtype).contiguous())
-            self.params.append(W)
-            self.names.append(_pname(lname, "weight"))
-            b = None
-            if op[4]:
-                b = nn.Parameter(torch.stack([mm.bias.detach() for mm in mods])
-                                 .to(self.device, dtype).contiguous())
-                self.params.append(b)
-                self.names.append(_pname(lname, "bias"))
-            self.layers.append((W, b))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``[N, in]`` (shared by all members) or ``[E, N, in]``; returns ``[E, N, C]``."""
-        if x.dim() not in (2, 3):
-            raise ValueError(f"StackedMLP input must be [N, in] or [E, N, in], got {tuple(x.shape)}")
-        h = x
-        li = 0
-        fresh = False   # h is a linear layer's output: an activation may overwrite it
-        for op in self.ops:
-            if op[0] == "linear":
-                fresh = True
-                W, b = self.layers[li]
-                li += 1
-                if h.dim() == 2:
-                    h = torch.matmul(h, W.transpose(1, 2))       # [E, N, out]
-                    if b is not None:
-                        h = h + b.unsqueeze(1)
-                elif b is not None:
-                    h = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
-                else:
-                    h = torch.bmm(h, W.transpose(1, 2))
-            else:
-                h = op[2](h) if fresh else op[1](h)
-                fresh = False
-        return h
-
-    __call__ = forward
-
-    def member_state(self, e: int, tensors: list[torch.Tensor] | None = None) -> OrderedDict:
-        """Member ``e``'s state dict (copies) from ``tensors`` (default: current params)."""
-        tensors = self.params if tensors is None else tensors
-        return OrderedDict((n, t[e].detach().clone()) for n, t in zip(self.names, tensors))
-
-    @torch.no_grad()
-    def write_back(self, models: list[nn.Module], tensors: list[torch.Tensor] | None = None):
-        """Copy member ``e`` of ``tensors`` (default: current params) into ``models[e]``."""
-        tensors = self.params if tensors is None else tensors
-        for e, model in enumerate(models):
-            params = dict(model.named_parameters())
-            for n, t in zip(self.names, tensors):
-                params[n].copy_(t[e])
-
-    @torch.no_grad()
-    def select(self, keep: torch.Tensor) -> list[tuple[nn.Parameter, nn.Parameter]]:
-        """Keep only members ``keep`` (indices); returns [(old param, new param)]."""
-        pairs = []
-        new_params = []
-        for p in self.params:
-            q = nn.Parameter(p.detach().index_select(0, keep).contiguous())
-            pairs.append((p, q))
-            new_params.append(q)
-        self.params = new_params
-        it = iter(new_params)
-        self.layers = [(next(it), next(it) if b is not None else None) for _, b in self.layers]
-        self.E = int(keep.numel())
-        return pairs
-
-
-def _stack_masks(stack: StackedMLP, models, masks_list) -> list[tuple[int, torch.Tensor]]:
-    """[(index into stack.params, stacked 0/1 mask)] for params any member masks."""
-    if masks_list is None:
-        return []
-    if len(masks_list) != len(models):
-        raise ValueError(f"masks_list has {len(masks_list)} entries for {len(models)} models")
-    out = []
-    names = set(stack.names)
-    for e, masks in enumerate(masks_list):
-        for k in (masks or {}):
-            if k not in names:
-                raise ValueError(f"member {e}: mask for unknown parameter {k!r}; "
-                                 f"parameters: {sorted(names)}")
-    for i, (n, p) in enumerate(zip(stack.names, stack.params)):
-        if not any(masks and n in masks for masks in masks_list):
-            continue
-        m = torch.ones_like(p, requires_grad=False)
-        for e, masks in enumerate(masks_list):
-            if masks and n in masks:
-                me = torch.as_tensor(masks[n])
-                if tuple(me.shape) != tuple(p.shape[1:]):
-                    raise ValueError(f"member {e}: mask {n!r} has shape {tuple(me.shape)}, "
-                                     f"parameter has {tuple(p.shape[1:])}")
-                m[e].copy_(me)
-        out.append((i, m))
-    return out
-
-
-#: Activation bytes per chunk of members that the automatic chunking aims at: on CPU,
-#: members train fastest in chunks whose activations stay in cache (measured on 2
-#: cores: 64-64 MLPs on 1000 points full batch train ~20 % faster 10-20 at a time
-#: than 40 at a time).
-CHUNK_BYTES = 8 * 2**20
-
-
-def auto_chunk(model: nn.Module, rows: int, device: torch.device | str = "cpu") -> int | None:
-    """Members per chunk for ``rows`` samples per step (None: no limit).
-
-    On CPU, the largest chunk whose activations (``rows`` x the sum of the layer
-    widths, per member) fit in :data:`CHUNK_BYTES`; elsewhere no limit.
-    """
-    if torch.device(device).type != "cpu":
-        return None
-    widths = sum(op[3] for op in _parse(model) if op[0] == "linear")
-    itemsize = next(model.parameters()).element_size()
-    return max(1, CHUNK_BYTES // max(1, rows * widths * itemsize))
-
 
 def train_ensemble(models: list[nn.Module], masks_list: list[dict | None] | None,
                    train: tuple[torch.Tensor, torch.Tensor],
@@ -274,7 +92,7 @@ def train_ensemble(models: list[nn.Module], masks_list: list[dict | None] | None
         raise ValueError(f"chunk must be 'auto', None or an int >= 1, got {chunk!r}")
     groups: dict[tuple, list[int]] = {}
     for e, m in enumerate(models):
-        groups.setdefault(_signature(_parse(m)), []).append(e)
+        groups.setdefault(shape_signature(parse_mlp(m)), []).append(e)
     n = len(train[1])
     rows = n if cfg.batch_size is None else min(cfg.batch_size, n)
     results: list[TrainResult | None] = [None] * E
@@ -346,7 +164,7 @@ def _train_group(models, masks_list, train, val, cfg: TrainConfig, seeds, device
         if not torch.allclose(stack(probe), ref, rtol=1e-4, atol=1e-5):
             raise TypeError("train_ensemble: a model's forward is not the sequence of its "
                             "Linear/activation layers")
-    mask_pairs = _stack_masks(stack, models, masks_list)
+    mask_pairs = stack_masks(stack, models, masks_list)
     with torch.no_grad():
         for i, m in mask_pairs:
             stack.params[i].mul_(m)
@@ -531,7 +349,7 @@ def predict_logits_ensemble(models: list[nn.Module], X: torch.Tensor, batch_size
     X = torch.as_tensor(X).to(_param_dtype(models[0]) or torch.float32)
     groups: dict[tuple, list[int]] = {}
     for e, m in enumerate(models):
-        groups.setdefault(_signature(_parse(m)), []).append(e)
+        groups.setdefault(shape_signature(parse_mlp(m)), []).append(e)
     out: list[torch.Tensor | None] = [None] * len(models)
     for idxs in groups.values():
         stack = StackedMLP([models[e] for e in idxs], dev)
