@@ -161,3 +161,20 @@ def test_regime_reading_waits_for_paired_seeds():
 
     with pytest.raises(ValueError, match="lacks the claims"):
         regime_reading(C.judge(C.cifar10_claims(RATIOS), {"cifar10": one}))
+
+
+def test_cap_stopped_reading_counts_and_names_the_claims_they_enter():
+    from prunelib.analysis import cap_stopped_reading
+
+    col = "val loss fall, last 5 evals"
+    cut = pd.DataFrame([
+        {"prune": "structured", "technique": "iterative_maskreinit", "ratio": 0.79, "seed": 3,
+         col: 0.01},
+        {"prune": "structured", "technique": "iterative_reset", "ratio": 0.36, "seed": 1,
+         col: -0.002}])
+    text = cap_stopped_reading(cut, C.cifar10_claims(RATIOS))
+    assert text.startswith("2 runs stopped at the iteration cap: 1 still improving")
+    assert "by at most 0.01" in text and "1 on a plateau" in text
+    assert "They enter the claims cx2 (seed 3)" in text  # pruned - small dense network
+    alone = cap_stopped_reading(cut.iloc[1:], C.cifar10_claims(RATIOS))
+    assert "0 still improving" in alone and "It enters no claim" in alone

@@ -250,3 +250,39 @@ def cap_stopped(records: list[dict], last: int = 5) -> pd.DataFrame:
                      "early_stop_iteration": r["metrics"]["early_stop_iteration"],
                      f"val loss fall, last {k} evals": h[-1 - k]["val_loss"] - h[-1]["val_loss"]})
     return pd.DataFrame(rows)
+
+
+def cap_stopped_reading(cut: pd.DataFrame, claims=(), regime: str = "early_stop") -> str:
+    """One paragraph on the runs of :func:`cap_stopped`: how many were still improving at the
+    cap (validation loss lower at the end than ``last`` evaluations before) and how many had
+    plateaued (stopped before patience ran out, with no lower loss over those evaluations), and
+    whether any of them enters a claim. ``claims``: :class:`prunelib.claims.Claim` objects whose
+    terms select runs by prune kind, technique, ratio and regime.
+
+    >>> cap_stopped_reading(pd.DataFrame())
+    'No run stopped at the iteration cap.'
+    """
+    if cut.empty:
+        return "No run stopped at the iteration cap."
+    fall = next(c for c in cut.columns if c.startswith("val loss fall"))
+    k = fall.rsplit("last ", 1)[1]
+    still = int((cut[fall] > 0).sum())
+    by = f", by at most {cut[fall].max():.2g}" if still else ""
+    one = len(cut) == 1
+    text = (f"{len(cut)} run{'' if one else 's'} stopped at the iteration cap: {still} still "
+            f"improving (validation loss lower at the cap than {k} before{by}) and "
+            f"{len(cut) - still} on a plateau (no lower validation loss over those evaluations, "
+            "stopped before patience ran out).")
+    used: dict[str, list[str]] = {}
+    for claim in claims:
+        for _, where in claim.terms:
+            for _, run in cut.iterrows():
+                if (where.get("prune") == run["prune"] and where.get("technique") == run["technique"]
+                        and np.isclose(where.get("ratio", np.nan), run["ratio"])
+                        and where.get("regime", "early_stop") == regime):
+                    used.setdefault(claim.id, []).append(f"seed {run['seed']}")
+    if not used:
+        return text + (" It enters no claim, only the curves." if one else
+                       " None of them enters a claim; they enter only the curves.")
+    ids = ", ".join(f"{cid} ({', '.join(sorted(set(s)))})" for cid, s in used.items())
+    return text + f" They enter the claims {ids}."
