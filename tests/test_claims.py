@@ -10,6 +10,13 @@ from prunelib.figures import forest_plot
 RATIOS = (0.0, 0.36, 0.59, 0.79)
 
 
+def runs_of_a_seed():
+    """(prune kind, technique, ratio) of one seed's runs: the dense network once per kind."""
+    for kind in ("structured", "unstructured"):
+        for tech in ("iterative_reset", "iterative_maskreinit"):
+            yield from ((kind, tech, r) for r in RATIOS if r > 0 or tech == "iterative_reset")
+
+
 def frame(ece_effect=-0.02, acc_effect=-0.02, seeds=10, fixed_ece_effect=None, noise=0.002):
     """A CIFAR-like table: every (kind, technique, ratio, regime) of a seed shares its noise;
     pruned networks differ from the dense one by the given effects, controls by nothing."""
@@ -21,17 +28,13 @@ def frame(ece_effect=-0.02, acc_effect=-0.02, seeds=10, fixed_ece_effect=None, n
             base = {m: v + noise * rng.standard_normal() for m, v in
                     (("accuracy", 0.63), ("ece", 0.05), ("ece_ts", 0.015), ("nll", 1.05),
                      ("brier", 0.5), ("early_stop_iteration", 5000.0))}
-            for kind in ("structured", "unstructured"):
-                for tech in ("iterative_reset", "iterative_maskreinit"):
-                    for ratio in RATIOS:
-                        if ratio == 0 and tech != "iterative_reset":
-                            continue
-                        r = dict(base)
-                        if ratio > 0:
-                            r["ece"] += eff + noise * 0.1 * rng.standard_normal()
-                            r["accuracy"] += acc_effect + noise * 0.1 * rng.standard_normal()
-                        rows.append({"prune": kind, "technique": tech, "ratio": ratio,
-                                     "seed": seed, "regime": regime, **r})
+            for kind, tech, ratio in runs_of_a_seed():
+                r = dict(base)
+                if ratio > 0:
+                    r["ece"] += eff + noise * 0.1 * rng.standard_normal()
+                    r["accuracy"] += acc_effect + noise * 0.1 * rng.standard_normal()
+                rows.append({"prune": kind, "technique": tech, "ratio": ratio,
+                             "seed": seed, "regime": regime, **r})
     return pd.DataFrame(rows)
 
 
@@ -110,20 +113,16 @@ def regime_frame(*, fixed_dense_ece, effect, ts_effect, control_effect, seeds=8,
             base = {"accuracy": 0.62, "ece": ece0, "ece_ts": 0.015, "nll": 1.1 + 2 * (ece0 - 0.05),
                     "brier": 0.5, "early_stop_iteration": 5000.0}
             base = {m: x + noise * rng.standard_normal() for m, x in base.items()}
-            for kind in ("structured", "unstructured"):
-                for tech in ("iterative_reset", "iterative_maskreinit"):
-                    for ratio in RATIOS:
-                        if ratio == 0 and tech != "iterative_reset":
-                            continue
-                        r = dict(base)
-                        if ratio > 0:
-                            e = effect[regime] if tech == "iterative_reset" else control_effect
-                            r["ece"] += e + noise * 0.2 * rng.standard_normal()
-                            r["nll"] += 2 * e + noise * 0.2 * rng.standard_normal()
-                            r["ece_ts"] += (ts_effect if tech == "iterative_reset" else 0.0) \
-                                + noise * 0.2 * rng.standard_normal()
-                        rows.append({"prune": kind, "technique": tech, "ratio": ratio,
-                                     "seed": seed, "regime": regime, **r})
+            for kind, tech, ratio in runs_of_a_seed():
+                r = dict(base)
+                if ratio > 0:
+                    e = effect[regime] if tech == "iterative_reset" else control_effect
+                    r["ece"] += e + noise * 0.2 * rng.standard_normal()
+                    r["nll"] += 2 * e + noise * 0.2 * rng.standard_normal()
+                    r["ece_ts"] += (ts_effect if tech == "iterative_reset" else 0.0) \
+                        + noise * 0.2 * rng.standard_normal()
+                rows.append({"prune": kind, "technique": tech, "ratio": ratio,
+                             "seed": seed, "regime": regime, **r})
     return pd.DataFrame(rows)
 
 
