@@ -89,3 +89,33 @@ def test_bootstrap_interval_of_a_claim_carries_the_test_set_error(tmp_path, monk
     assert boot.loc["m3", "mean"] == pytest.approx(d.mean(), abs=1e-3)  # float16 logits
     assert boot.loc["m3", "lower"] <= boot.loc["m3", "mean"] <= boot.loc["m3", "upper"]
     assert boot.loc["mx3", "metric"] == "nll" and boot.loc["m3", "seeds"] == 3
+
+
+def test_measurement_notes_compute_the_floor_and_the_machines(table):
+    from prunelib.book import measurement_notes
+
+    df, store, _ = table
+    records = store.records("moons")
+    text = measurement_notes(df, store.root, records)
+    dense = df[df.ratio == 0]
+    f = noise_floor(dense, store, by=("ratio",), max_seeds=3).iloc[0]
+    assert f"reads {f['ece_floor']:.3f}" in text and f"({len(dense)} seeds)" in text
+    assert f"The {len(records)} stored CIFAR-10 runs were computed on cpu" in text
+    assert f"({len(records)} runs)" in text
+    missing = measurement_notes(df[df.ratio > 0], store.root, [])
+    assert "not in the store yet" in missing and "computed on" not in missing
+
+
+def test_training_protocol_is_read_from_the_configuration():
+    from prunelib.book import training_protocol
+    from prunelib.profiles import sweep_for
+
+    sweep = sweep_for("cifar10", "smoke")
+    t, f = sweep.base["train"], sweep.extra[0].base["train"]
+    rec = {"data": "CIFAR-10 (train 640, val 64, test 128)\nsource: a fixture"}
+    text = training_protocol(sweep, [rec])
+    assert f"evaluated every {t.eval_every:,} iterations" in text
+    assert f"after {t.patience} evaluations" in text and f"cap of {t.max_iters:,}" in text
+    assert "of CIFAR-10 (train 640, val 64, test 128)" in text
+    assert f"runs {f.max_iters:,} iterations — {f.max_iters * f.batch_size / 640:.0f} epochs" in text
+    assert "epochs" not in training_protocol(sweep, [])

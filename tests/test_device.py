@@ -4,7 +4,7 @@ record states the device used."""
 import pytest
 
 import prunelib.ensemble as ens
-import prunelib.member as member
+from prunelib import member
 from prunelib.config import SweepConfig, TrainSpec
 from prunelib.store import ResultsStore
 from prunelib.sweep import bind_data, run_sweep
