@@ -92,7 +92,7 @@ def test_bootstrap_interval_of_a_claim_carries_the_test_set_error(tmp_path, monk
 
 
 def test_measurement_notes_compute_the_floor_and_the_machines(table):
-    from prunelib.book import measurement_notes
+    from prunelib.protocol import measurement_notes
 
     df, store, _ = table
     records = store.records("moons")
@@ -107,8 +107,8 @@ def test_measurement_notes_compute_the_floor_and_the_machines(table):
 
 
 def test_training_protocol_is_read_from_the_configuration():
-    from prunelib.book import training_protocol
     from prunelib.profiles import sweep_for
+    from prunelib.protocol import training_protocol
 
     sweep = sweep_for("cifar10", "smoke")
     t, f = sweep.base["train"], sweep.extra[0].base["train"]
@@ -119,3 +119,29 @@ def test_training_protocol_is_read_from_the_configuration():
     assert "of CIFAR-10 (train 640, val 64, test 128)" in text
     assert f"runs {f.max_iters:,} iterations — {f.max_iters * f.batch_size / 640:.0f} epochs" in text
     assert "epochs" not in training_protocol(sweep, [])
+
+
+def test_fixed_grid_cuts_name_what_the_fixed_grid_leaves_out():
+    import dataclasses
+
+    import pandas as pd
+
+    from prunelib.profiles import sweep_for
+    from prunelib.protocol import fixed_grid_cuts
+
+    plan = pd.DataFrame([
+        {"regime": "early_stop", "training phases": 40, "s per training (measured)": 50.0,
+         "projected hours": 6.0},
+        {"regime": "fixed", "training phases": 12, "s per training (measured)": 70.0,
+         "projected hours": 2.0}])
+    sweep = sweep_for("cifar10", "smoke")
+    assert fixed_grid_cuts(sweep, plan) == "The fixed-budget grid is as large as the main one."
+    fixed = dataclasses.replace(sweep.extra[0], ratios=sweep.extra[0].ratios[:2],
+                                ratios_by_technique={"iterative_maskreinit": ()})
+    main = dataclasses.replace(sweep, seeds=(0, 1, 2), extra=(fixed,))
+    text = fixed_grid_cuts(main, plan)
+    assert "1 of the main grid's 3 seeds" in text
+    assert f"stop at {fixed.ratios[1]:.2f} removed instead of {max(sweep.ratios):.2f}" in text
+    assert "no same-mask controls" in text
+    assert "measured 70 s" in text and "against 50 s" in text and "planned at 2.0 hours" in text
+    assert "no fixed-budget part" in fixed_grid_cuts(dataclasses.replace(sweep, extra=()), plan)
