@@ -114,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Print every valid record of a store as a table (one row per run) or, with "
                     "--aggregate, the mean and 95% t interval over seeds per study, profile, "
                     "regime, prune kind, technique and ratio. Corrupt or malformed records are "
-                    "skipped and named on stderr.")
+                    "skipped and named on stderr. cap_stopped is 1 for an early-stopping run "
+                    "that ended at the iteration cap rather than by patience, and empty for "
+                    "fixed-budget runs, which always train to their budget.")
     r.add_argument("--store", default="results", help="results store folder to read")
     r.add_argument("--study", choices=STUDIES, default=None,
                    help="only this study's records (default: every study)")

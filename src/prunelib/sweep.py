@@ -15,7 +15,9 @@ from tqdm import tqdm
 from .config import RunConfig, SweepConfig, canonical_json
 from .store import CorruptRecordWarning, ResultsStore
 
-#: columns every report has, in this order
+#: columns every report has, in this order. ``cap_stopped``: 1 when an early-stopping run ended
+#: at the iteration cap rather than by patience (the goal is none), 0 when patience stopped it,
+#: empty for a ``fixed``-regime run (it always runs its whole budget; its record says "cap")
 REPORT_COLUMNS = ["study", "profile", "regime", "model", "prune", "technique", "ratio", "seed",
                   "data_seed", "accuracy", "ece", "early_stop_iteration", "cap_stopped"]
 
@@ -341,6 +343,9 @@ def _row(rec: dict) -> dict:
         if not isinstance(metrics.get(k), (int, float)):
             raise KeyError(f"metrics has no number {k!r}")
     row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    if row["regime"] == "fixed" and "cap_stopped" in row:
+        # a fixed-budget run ends at its budget by design: "stopped at the cap" is no news
+        row["cap_stopped"] = float("nan")
     ood = rec.get("ood_metrics", {})
     if not isinstance(ood, dict):
         raise TypeError(f"ood_metrics is {type(ood).__name__}, not a mapping")
