@@ -92,14 +92,19 @@ def test_bootstrap_interval_of_a_claim_carries_the_test_set_error(tmp_path, monk
 
 
 def test_measurement_notes_compute_the_floor_and_the_machines(table):
+    import pandas as pd
+
     from prunelib.protocol import measurement_notes
 
     df, store, _ = table
     records = store.records("moons")
     text = measurement_notes(df, store.root, records)
-    dense = df[df.ratio == 0]
+    dense = df[df.ratio == 0].drop_duplicates("seed")
     f = noise_floor(dense, store, by=("ratio",), max_seeds=3).iloc[0]
-    assert f"reads {f['ece_floor']:.3f}" in text and f"({len(dense)} seeds)" in text
+    assert f"reads {f['ece_floor']:.3f}" in text and f"({dense.seed.nunique()} seeds)" in text
+    # the dense network listed under two techniques is still one network per seed
+    twice = pd.concat([df, df[df.ratio == 0].assign(technique="other", key=lambda d: d.key + "x")])
+    assert f"({dense.seed.nunique()} seeds)" in measurement_notes(twice, store.root, records)
     assert f"The {len(records)} stored CIFAR-10 runs were computed on cpu" in text
     assert f"({len(records)} runs)" in text
     missing = measurement_notes(df[df.ratio > 0], store.root, [])

@@ -340,4 +340,3 @@ def compute_plan(sweep: SweepConfig, records: list[dict]) -> pd.DataFrame:
                      "projected hours": phases * per / 3600, "runs stored": len(mine),
                      "hours so far": training_seconds(mine) / 3600})
     return pd.DataFrame(rows)
-

@@ -26,7 +26,8 @@ def measurement_notes(table: pd.DataFrame, store: str | Path, records: list[dict
     lines = []
     dense = table[(table.ratio == 0) & (table.regime == "early_stop")] if len(table) else table
     if len(dense):
-        dense = dense.drop_duplicates("key")
+        # the dense network is one record per seed, listed under every technique: one row each
+        dense = dense.sort_values("seed", kind="stable").drop_duplicates("seed")
         f = noise_floor(dense, ResultsStore(store), by=("ratio",), max_seeds=3).iloc[0]
         lines.append(
             f"- **ECE is noisy.** Binned ECE on the CIFAR-10 test set reads {f['ece_floor']:.3f} "
@@ -72,7 +73,8 @@ def training_protocol(sweep: SweepConfig, records: list[dict]) -> str:
 
 def fixed_grid_cuts(sweep: SweepConfig, plan: pd.DataFrame) -> str:
     """What the CIFAR-10 grid's ``fixed`` part leaves out relative to its main part, and why,
-    from the two configurations and the measured plan (:func:`compute_plan`)."""
+    from the two configurations and the measured plan
+    (:func:`prunelib.book.compute_plan`)."""
     fixed = next((p for p in sweep.extra if p.base.get("regime") == "fixed"), None)
     if fixed is None:
         return "This grid has no fixed-budget part."
