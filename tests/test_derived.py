@@ -150,3 +150,32 @@ def test_fixed_grid_cuts_name_what_the_fixed_grid_leaves_out():
     assert "no same-mask controls" in text
     assert "measured 70 s" in text and "against 50 s" in text and "planned at 2.0 hours" in text
     assert "no fixed-budget part" in fixed_grid_cuts(dataclasses.replace(sweep, extra=()), plan)
+
+
+def test_compute_plan_counts_each_regime_of_the_grid_once():
+    import numpy as np
+
+    from prunelib.book import compute_plan
+    from prunelib.profiles import sweep_for
+
+    sweep = sweep_for("cifar10", "paper")
+    fixed = sweep.extra[0]
+    runs = sweep.runs()
+    cfg = next(c for c in runs if c.regime == "early_stop" and c.ratio == 0)
+    dense = {"config": cfg.to_dict(), "metrics": {"seconds": 80.0}}
+    plan = compute_plan(sweep, [dense]).set_index("regime")
+    # a part's row holds its own runs: the main grid's row does not also count the extras'
+    for regime in ("early_stop", "fixed"):
+        assert plan.loc[regime, "runs"] == sum(c.regime == regime for c in runs)
+    assert plan["runs"].sum() == len(runs)
+    es = [c for c in runs if c.regime == "early_stop"]
+    kinds = sweep.prune_kinds
+    rounds = {k: max(c.rounds for c in es if c.prune == k and c.treatment == "reset") for k in kinds}
+    controls = sum(c.treatment == "maskreinit" for c in es)
+    oneshot = sum(c.schedule == "oneshot" and c.ratio > 0 for c in es)
+    phases = len(sweep.seeds) * (1 + sum(rounds.values())) + controls + oneshot
+    assert plan.loc["early_stop", "training phases"] == phases
+    assert plan.loc["early_stop", "projected hours"] == phases * 80.0 / 3600
+    assert plan.loc["early_stop", "runs stored"] == 1
+    assert np.isnan(plan.loc["fixed", "s per training (measured)"])
+    assert plan.loc["fixed", "training phases"] > len(fixed.seeds)

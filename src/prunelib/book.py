@@ -17,6 +17,7 @@ every claim of their family, not only its own.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 import warnings
@@ -320,7 +321,7 @@ def compute_plan(sweep: SweepConfig, records: list[dict]) -> pd.DataFrame:
     rows = []
     for part in (sweep, *sweep.extra):
         regime = part.base.get("regime", "early_stop")
-        cfgs = part.runs()
+        cfgs = dataclasses.replace(part, extra=()).runs()  # this part's runs, not its extras'
         phases = 0
         for seed in part.seeds:
             mine = [c for c in cfgs if c.seed == seed]
