@@ -179,3 +179,55 @@ def test_compute_plan_counts_each_regime_of_the_grid_once():
     assert plan.loc["early_stop", "runs stored"] == 1
     assert np.isnan(plan.loc["fixed", "s per training (measured)"])
     assert plan.loc["fixed", "training phases"] > len(fixed.seeds)
+
+
+def test_compute_plan_sets_the_stored_part_against_its_planned_phases():
+    from prunelib.book import compute_plan
+    from prunelib.profiles import sweep_for
+
+    sweep = sweep_for("cifar10", "paper")
+    es = [c for c in sweep.runs() if c.regime == "early_stop" and c.seed == 0]
+    dense = next(c for c in es if c.ratio == 0)
+    chain = sorted((c for c in es if c.prune == "structured" and c.treatment == "reset"
+                    and c.schedule == "iterative" and c.ratio > 0 and c.rounds <= 3),
+                   key=lambda c: c.rounds)
+    control = next(c for c in es if c.prune == "structured" and c.treatment == "maskreinit")
+    # dense 80 s; round k ends at 80 + 100 k s (its seconds include the dense phase); control 100 s
+    records = [{"config": dense.to_dict(), "metrics": {"seconds": 80.0}},
+               *({"config": c.to_dict(), "metrics": {"seconds": 80.0 + 100 * c.rounds}}
+                 for c in chain),
+               {"config": control.to_dict(), "metrics": {"seconds": 100.0}},
+               {"config": {**dense.to_dict(), "study": "ood"}, "metrics": {"seconds": 0.0}}]
+    assert [c.rounds for c in chain] == [1, 2, 3]
+    row = compute_plan(sweep, records).set_index("regime").loc["early_stop"]
+    assert row["phases stored"] == 1 + 3 + 1  # dense, the chain's rounds once, the control
+    assert row["hours so far"] * 3600 == pytest.approx(80 + 300 + 100)
+    assert row["planned hours for them"] * 3600 == pytest.approx(5 * 80)
+    assert row["s per stored phase"] == pytest.approx(480 / 5)
+    assert row["stored / planned"] == pytest.approx(1.2)
+    assert row["hours at completion"] == pytest.approx(1.2 * row["projected hours"])
+    # a part with nothing stored has nothing to compare, and nothing measured to project from
+    fixed = compute_plan(sweep, records).set_index("regime").loc["fixed"]
+    assert fixed["phases stored"] == 0 and np.isnan(fixed["stored / planned"])
+    assert np.isnan(fixed["hours at completion"]) and np.isnan(fixed["projected hours"])
+
+
+def test_compute_budget_says_when_the_grid_overruns_its_budget():
+    import pandas as pd
+
+    from prunelib.protocol import compute_budget
+
+    def plan(projected, so_far, stored, phases, at_end):
+        return pd.DataFrame([{"projected hours": p, "hours so far": h, "phases stored": s,
+                              "training phases": n, "hours at completion": e}
+                             for p, h, s, n, e in zip(projected, so_far, stored, phases, at_end)])
+
+    within = compute_budget(plan([6.0, 3.0], [6.5, 3.0], [100, 50], [100, 50], [6.5, 3.0]))
+    assert "about 10 CPU-hours" in within and "planned at 9.0 hours" in within
+    assert "9.5 hours of training are stored (the whole grid)." in within
+    assert "the budget" not in within
+    over = compute_budget(plan([10.0, 4.0], [9.0, 4.0], [60, 50], [100, 50], [15.0, 4.0]))
+    assert "at the rate the stored phases ran the whole grid takes 19.0 hours" in over
+    assert "1.9x the budget" in over and "the plan itself was 1.4x it" in over
+    runs_over = compute_budget(plan([8.0], [6.0], [50], [100], [12.0]), budget_hours=10.0)
+    assert "1.2x the budget." in runs_over and "plan itself" not in runs_over

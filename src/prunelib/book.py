@@ -28,7 +28,7 @@ import pandas as pd
 
 from . import claims as C
 from .analysis import derived_columns
-from .config import SweepConfig
+from .config import RunConfig, SweepConfig
 from .profiles import sweep_for
 from .store import ResultsStore
 from .sweep import bind_data, pick_device, run_sweep, sweep_results
@@ -305,14 +305,38 @@ def bootstrap_intervals(tables: dict[str, pd.DataFrame], store: str | Path, ids=
     return pd.DataFrame(rows, columns=["id", "metric", "seeds", "mean", "lower", "upper"])
 
 
+def _training_phases(cfgs, prune_kinds) -> int:
+    """Training phases needed to compute ``cfgs`` (see :func:`compute_plan`): per seed with any
+    run, its dense network once; per seed and prune kind, the longest iterative reset schedule's
+    rounds once (the shorter ones are its prefixes); one training per same-mask control and per
+    one-shot pruned run."""
+    phases = 0
+    for seed in sorted({c.seed for c in cfgs}):
+        mine = [c for c in cfgs if c.seed == seed]
+        phases += 1  # the dense network
+        for kind in prune_kinds:
+            resets = [c.rounds for c in mine if c.prune == kind and c.treatment == "reset"
+                      and c.schedule == "iterative" and c.ratio > 0]
+            phases += max(resets, default=0)
+            phases += sum(c.prune == kind and c.treatment == "maskreinit" for c in mine)
+            phases += sum(c.prune == kind and c.schedule == "oneshot" and c.ratio > 0
+                          for c in mine)
+    return phases
+
+
 def compute_plan(sweep: SweepConfig, records: list[dict]) -> pd.DataFrame:
     """The grid's cost, planned from what one training measured and compared with what it took.
 
     Per part of the grid (one per training regime): seeds, runs, *training phases* (each
     seed's dense network once, each iterative schedule's rounds once — its shorter runs are
-    its prefixes — and one training per same-mask control), the median seconds of one dense
-    training in the stored records, the projected hours (phases x that median), and the runs
-    stored with the training hours they took (:func:`prunelib.experiments.training_seconds`).
+    its prefixes — and one training per same-mask control or one-shot run), the median seconds
+    of one dense training in the stored records, the projected hours (phases x that median),
+    and the runs stored with the training hours they took
+    (:func:`prunelib.experiments.training_seconds`). The plan is then set against what the
+    stored part took, prorated by training phases, not runs, so a partly computed seed weighs
+    what it trained: the phases stored, the hours the plan projects for them, the seconds each
+    took on average, the ratio of stored to planned hours, and the hours the whole part takes
+    at that ratio.
     """
     import numpy as np
 
@@ -322,22 +346,23 @@ def compute_plan(sweep: SweepConfig, records: list[dict]) -> pd.DataFrame:
     for part in (sweep, *sweep.extra):
         regime = part.base.get("regime", "early_stop")
         cfgs = dataclasses.replace(part, extra=()).runs()  # this part's runs, not its extras'
-        phases = 0
-        for seed in part.seeds:
-            mine = [c for c in cfgs if c.seed == seed]
-            phases += 1  # the dense network
-            for kind in part.prune_kinds:
-                resets = [c.rounds for c in mine if c.prune == kind and c.treatment == "reset"
-                          and c.schedule == "iterative" and c.ratio > 0]
-                phases += max(resets, default=0)
-                phases += sum(c.prune == kind and c.treatment == "maskreinit" for c in mine)
-                phases += sum(c.prune == kind and c.schedule == "oneshot" and c.ratio > 0
-                              for c in mine)
-        mine = [r for r in records if r["config"].get("regime", "early_stop") == regime]
+        phases = _training_phases(cfgs, part.prune_kinds)
+        mine = [r for r in records if r["config"].get("regime", "early_stop") == regime
+                and r["config"].get("study") != "ood"]  # OOD re-evaluations train nothing
         dense_s = [r["metrics"]["seconds"] for r in mine if r["config"]["ratio"] == 0]
         per = float(np.median(dense_s)) if dense_s else float("nan")
+        stored = _training_phases([RunConfig.from_dict(r["config"]) for r in mine],
+                                  part.prune_kinds)
+        hours = training_seconds(mine) / 3600
+        planned = stored * per / 3600
         rows.append({"regime": regime, "seeds": len(part.seeds), "runs": len(cfgs),
                      "training phases": phases, "s per training (measured)": per,
                      "projected hours": phases * per / 3600, "runs stored": len(mine),
-                     "hours so far": training_seconds(mine) / 3600})
+                     "hours so far": hours, "phases stored": stored,
+                     "planned hours for them": planned,
+                     "s per stored phase": hours * 3600 / stored if stored else float("nan"),
+                     "stored / planned": hours / planned if planned else float("nan")})
+        r = rows[-1]  # the whole part at the rate its stored phases ran (the plan if none ran)
+        r["hours at completion"] = r["projected hours"] * (
+            r["stored / planned"] if stored and planned else 1.0)
     return pd.DataFrame(rows)

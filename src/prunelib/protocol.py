@@ -1,7 +1,8 @@
-"""How the CIFAR-10 study was run, in words the chapters print: the training protocol, what
-the fixed-budget grid leaves out and why, and the limits of the measurements (the ECE noise
-floor, the machines). Every sentence is computed from the grid's configuration, the measured
-compute plan (:func:`prunelib.book.compute_plan`) and the stored records."""
+"""How the CIFAR-10 study was run, in words the chapters print: the training protocol, its cost
+against the compute budget, what the fixed-budget grid leaves out and why, and the limits of
+the measurements (the ECE noise floor, the machines). Every sentence is computed from the grid's
+configuration, the measured compute plan (:func:`prunelib.book.compute_plan`) and the stored
+records."""
 
 from __future__ import annotations
 
@@ -13,6 +14,30 @@ import pandas as pd
 from . import claims as C
 from .config import SweepConfig
 from .store import ResultsStore
+
+COMPUTE_BUDGET_HOURS = 10.0
+"""CPU-hours of one 2-core machine that the CIFAR-10 paper grid (both regimes) was to fit."""
+
+
+def compute_budget(plan: pd.DataFrame, budget_hours: float = COMPUTE_BUDGET_HOURS) -> str:
+    """The CIFAR-10 grid's cost against the budget it was sized for, from the measured plan
+    (:func:`prunelib.book.compute_plan`): the hours planned, the hours stored so far and the
+    hours the whole grid takes at the rate its stored phases ran. Says plainly when the grid
+    overruns the budget."""
+    planned, done = plan["projected hours"].sum(), plan["hours so far"].sum()
+    total = plan["hours at completion"].sum()
+    text = (f"The grid was to fit about {budget_hours:g} CPU-hours of the 2-core machine. It was "
+            f"planned at {planned:.1f} hours; {done:.1f} hours of training are stored")
+    if (plan["phases stored"] < plan["training phases"]).any():
+        text += f", and at the rate the stored phases ran the whole grid takes {total:.1f} hours"
+    else:
+        text += " (the whole grid)"
+    if total > 1.1 * budget_hours:
+        text += f": {total / budget_hours:.1f}x the budget"
+        if planned > 1.1 * budget_hours:
+            text += (f" (the plan itself was {planned / budget_hours:.1f}x it; each "
+                     "regime's line below says how far its runs departed from the plan)")
+    return text + "."
 
 
 def measurement_notes(table: pd.DataFrame, store: str | Path, records: list[dict]) -> str:
