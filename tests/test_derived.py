@@ -231,3 +231,21 @@ def test_compute_budget_says_when_the_grid_overruns_its_budget():
     assert "1.9x the budget" in over and "the plan itself was 1.4x it" in over
     runs_over = compute_budget(plan([8.0], [6.0], [50], [100], [12.0]), budget_hours=10.0)
     assert "1.2x the budget." in runs_over and "plan itself" not in runs_over
+
+
+def test_data_provenance_prints_shared_lines_once_and_each_split_s_own():
+    from prunelib.book import data_provenance
+
+    def rec(seed, n):
+        text = (f"CIFAR-10 (train 45,000)\nnormalised with mean ({seed}.1)\nnotes: seeded with {seed}"
+                "\ncaveat: JPEG")
+        return [{"data": text, "config": {"data_id": "cifar10:abc"}}] * n
+
+    text = data_provenance(rec(0, 3) + rec(1, 2))
+    assert text.count("CIFAR-10 (train 45,000)") == 1 and text.count("caveat: JPEG") == 1
+    assert "[5 runs, 2 descriptions; shared]" in text
+    assert "[3 runs] normalised with mean (0.1) | notes: seeded with 0" in text
+    assert "[2 runs] normalised with mean (1.1) | notes: seeded with 1" in text
+    assert text.endswith("data fingerprint(s): cifar10:abc")
+    one = data_provenance(rec(0, 2))
+    assert one.startswith("[2 runs]\nCIFAR-10 (train 45,000)\n") and "shared" not in one

@@ -102,16 +102,25 @@ def chapter_runs(study: str, profile: str, store: str | Path, compute: str = "st
 
 
 def data_provenance(records: list[dict]) -> str:
-    """The data the runs were made from, as their records state it (no data set is loaded):
-    each distinct description once, with the number of runs and data fingerprints."""
+    """The data the runs were made from, as their records state it (no data set is loaded).
+
+    The lines every description shares are printed once; then each distinct description's
+    own lines (per seed: its split and normalisation) with the number of its runs; then the
+    data fingerprints."""
     seen: dict[str, int] = {}
     for r in records:
         text = r.get("data", "not recorded")
         seen[text] = seen.get(text, 0) + 1
     ids = sorted({r["config"].get("data_id", "") for r in records} - {""})
+    texts = [t.splitlines() for t in seen]
+    common = [ln for ln in texts[0] if all(ln in t for t in texts[1:])] if len(texts) > 1 else []
     lines = []
-    for text, n in seen.items():
-        lines.append(f"[{n} runs]\n{text}")
+    if common:
+        lines += [f"[{len(records)} runs, {len(seen)} descriptions; shared]", *common,
+                  "each description's own lines:"]
+    for t, n in zip(texts, seen.values()):
+        own = [ln for ln in t if ln not in common]
+        lines.append(f"[{n} runs] " + " | ".join(own) if common else f"[{n} runs]\n" + "\n".join(t))
     if ids:
         lines.append("data fingerprint(s): " + ", ".join(ids))
     return "\n".join(lines)
