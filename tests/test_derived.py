@@ -163,6 +163,17 @@ def test_compute_plan_counts_each_regime_of_the_grid_once():
     runs = sweep.runs()
     cfg = next(c for c in runs if c.regime == "early_stop" and c.ratio == 0)
     dense = {"config": cfg.to_dict(), "metrics": {"seconds": 80.0}}
+    # the same seed's other chain stored its own dense run: one seed, one median (80 s, not 120 s)
+    # the same seed's other chain stored its own dense run (80 s and 100 s: 90 s for seed 0);
+    # seed 1 took 150 s. One median per seed, then over seeds: 120 s, not the records' 100 s
+    d0u, d1 = (next(c for c in runs if c.regime == "early_stop" and c.ratio == 0
+                    and c.seed == s and c.prune == p) for s, p in ((0, "unstructured"),
+                                                                   (1, cfg.prune)))
+    assert cfg.seed == 0 and cfg.prune != "unstructured"
+    three = [dense, {"config": d0u.to_dict(), "metrics": {"seconds": 100.0}},
+             {"config": d1.to_dict(), "metrics": {"seconds": 150.0}}]
+    assert compute_plan(sweep, three).set_index("regime").loc[
+        "early_stop", "s per training (measured)"] == pytest.approx(120.0)
     plan = compute_plan(sweep, [dense]).set_index("regime")
     # a part's row holds its own runs: the main grid's row does not also count the extras'
     for regime in ("early_stop", "fixed"):
@@ -231,6 +242,9 @@ def test_compute_budget_says_when_the_grid_overruns_its_budget():
     assert "1.9x the budget" in over and "the plan itself was 1.4x it" in over
     runs_over = compute_budget(plan([8.0], [6.0], [50], [100], [12.0]), budget_hours=10.0)
     assert "1.2x the budget." in runs_over and "plan itself" not in runs_over
+    unmeasured = compute_budget(plan([8.0, float("nan")], [6.0, 0.0], [50, 0], [100, 40],
+                                     [12.0, float("nan")]))
+    assert "cannot be projected until every regime has a stored dense network" in unmeasured
 
 
 def test_data_provenance_prints_shared_lines_once_and_each_split_s_own():

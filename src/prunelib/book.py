@@ -339,7 +339,7 @@ def compute_plan(sweep: SweepConfig, records: list[dict]) -> pd.DataFrame:
     Per part of the grid (one per training regime): seeds, runs, *training phases* (each
     seed's dense network once, each iterative schedule's rounds once — its shorter runs are
     its prefixes — and one training per same-mask control or one-shot run), the median seconds
-    of one dense training in the stored records, the projected hours (phases x that median),
+    of one dense training in the stored records (one per seed), the projected hours (phases x that median),
     and the runs stored with the training hours they took
     (:func:`prunelib.experiments.training_seconds`). The plan is then set against what the
     stored part took, prorated by training phases, not runs, so a partly computed seed weighs
@@ -358,8 +358,12 @@ def compute_plan(sweep: SweepConfig, records: list[dict]) -> pd.DataFrame:
         phases = _training_phases(cfgs, part.prune_kinds)
         mine = [r for r in records if r["config"].get("regime", "early_stop") == regime
                 and r["config"].get("study") != "ood"]  # OOD re-evaluations train nothing
-        dense_s = [r["metrics"]["seconds"] for r in mine if r["config"]["ratio"] == 0]
-        per = float(np.median(dense_s)) if dense_s else float("nan")
+        dense_s: dict[int, list[float]] = {}  # per seed: each chain may store its own dense run
+        for r in mine:
+            if r["config"]["ratio"] == 0:
+                dense_s.setdefault(r["config"]["seed"], []).append(r["metrics"]["seconds"])
+        per = (float(np.median([np.median(v) for v in dense_s.values()])) if dense_s
+               else float("nan"))
         stored = _training_phases([RunConfig.from_dict(r["config"]) for r in mine],
                                   part.prune_kinds)
         hours = training_seconds(mine) / 3600

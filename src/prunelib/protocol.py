@@ -25,7 +25,10 @@ def compute_budget(plan: pd.DataFrame, budget_hours: float = COMPUTE_BUDGET_HOUR
     hours the whole grid takes at the rate its stored phases ran. Says plainly when the grid
     overruns the budget."""
     planned, done = plan["projected hours"].sum(), plan["hours so far"].sum()
-    total = plan["hours at completion"].sum()
+    total = plan["hours at completion"].sum(min_count=len(plan))  # NaN if a part is unmeasured
+    if pd.isna(total):
+        return (f"The grid was to fit about {budget_hours:g} CPU-hours of the 2-core machine; "
+                "its cost cannot be projected until every regime has a stored dense network.")
     text = (f"The grid was to fit about {budget_hours:g} CPU-hours of the 2-core machine. It was "
             f"planned at {planned:.1f} hours; {done:.1f} hours of training are stored")
     if (plan["phases stored"] < plan["training phases"]).any():
