@@ -163,7 +163,6 @@ def test_compute_plan_counts_each_regime_of_the_grid_once():
     runs = sweep.runs()
     cfg = next(c for c in runs if c.regime == "early_stop" and c.ratio == 0)
     dense = {"config": cfg.to_dict(), "metrics": {"seconds": 80.0}}
-    # the same seed's other chain stored its own dense run: one seed, one median (80 s, not 120 s)
     # the same seed's other chain stored its own dense run (80 s and 100 s: 90 s for seed 0);
     # seed 1 took 150 s. One median per seed, then over seeds: 120 s, not the records' 100 s
     d0u, d1 = (next(c for c in runs if c.regime == "early_stop" and c.ratio == 0

@@ -339,8 +339,8 @@ def compute_plan(sweep: SweepConfig, records: list[dict]) -> pd.DataFrame:
     Per part of the grid (one per training regime): seeds, runs, *training phases* (each
     seed's dense network once, each iterative schedule's rounds once — its shorter runs are
     its prefixes — and one training per same-mask control or one-shot run), the median seconds
-    of one dense training in the stored records (one per seed), the projected hours (phases x that median),
-    and the runs stored with the training hours they took
+    of one dense training in the stored records (one median per seed, then over seeds), the
+    projected hours (phases x that median), and the runs stored with the training hours they took
     (:func:`prunelib.experiments.training_seconds`). The plan is then set against what the
     stored part took, prorated by training phases, not runs, so a partly computed seed weighs
     what it trained: the phases stored, the hours the plan projects for them, the seconds each
