@@ -127,7 +127,7 @@ def regime_frame(*, fixed_dense_ece, effect, ts_effect, control_effect, seeds=8,
 
 
 def _reading(df):
-    from prunelib.book import regime_reading
+    from prunelib.readings import regime_reading
 
     claims = C.cifar10_claims(RATIOS) + C.regime_claims(RATIOS)
     return regime_reading(C.judge(claims, {"cifar10": df}))
@@ -156,7 +156,7 @@ def test_regime_reading_waits_for_paired_seeds():
     one = regime_frame(fixed_dense_ece=0.14, effect={"fixed": -0.09, "early_stop": 0.0},
                        ts_effect=0.0, control_effect=0.0, seeds=1)
     assert "fewer than two seeds" in _reading(one)
-    from prunelib.book import regime_reading
+    from prunelib.readings import regime_reading
 
     with pytest.raises(ValueError, match="lacks the claims"):
         regime_reading(C.judge(C.cifar10_claims(RATIOS), {"cifar10": one}))
@@ -177,3 +177,54 @@ def test_cap_stopped_reading_counts_and_names_the_claims_they_enter():
     assert "They enter the claims cx2 (seed 3)" in text  # pruned - small dense network
     alone = cap_stopped_reading(cut.iloc[1:], C.cifar10_claims(RATIOS))
     assert "0 still improving" in alone and "It enters no claim" in alone
+
+
+def _checks_table(c4, *checks):
+    return pd.DataFrame({"id": ["c4", "cx1", "cx2", "cx3", "cx4"], "verdict": [c4, *checks]})
+
+
+ALL_HELD = ("it survives after temperature scaling (cx1), against the small dense network (cx2), "
+            "on the NLL (cx3), on the Brier score (cx4).")
+MIXED = ("it survives after temperature scaling (cx1); it is absent against the small dense "
+         "network (cx2), on the Brier score (cx4); the data cannot yet tell whether it holds on "
+         "the NLL (cx3).")
+ALL_OPEN = "the data cannot yet tell whether it holds after temperature scaling (cx1)"
+
+
+@pytest.mark.parametrize("checks, has, lacks", [
+    (["reproduced"] * 4, [ALL_HELD, "pruning improves calibration, not only the ECE estimate"],
+     ["absent", "cannot yet tell", "no evidence"]),
+    (["reproduced", "no meaningful effect", "inconclusive", "contradicted"], [MIXED],
+     ["On this evidence", "no evidence"]),
+    (["no meaningful effect", "contradicted", "no meaningful effect", "no meaningful effect"],
+     ["it is absent after temperature scaling (cx1)", "pruning does not improve calibration"],
+     ["survives", "cannot yet tell"]),
+    (["inconclusive"] * 4, [ALL_OPEN, "a lower ECE alone is no evidence"],
+     ["survives", "absent", "On this evidence"]),
+])
+def test_calibration_checks_reading_names_each_check_by_its_verdict(checks, has, lacks):
+    from prunelib.readings import calibration_checks_reading
+
+    text = calibration_checks_reading(_checks_table("reproduced", *checks))
+    assert text.startswith("So the lower ECE of a pruned network is real as measured (c4); ")
+    assert all(h in text for h in has), text
+    assert not any(x in text for x in lacks), text
+
+
+@pytest.mark.parametrize("c4, expect", [
+    ("contradicted", "Our data contradict the poster's central claim"),
+    ("no meaningful effect", "does not lower ECE here (c4, *no meaningful effect*)"),
+    ("inconclusive", "cannot be decided with the seeds in the store (c4, *inconclusive*)"),
+])
+def test_calibration_checks_reading_without_a_reproduced_c4_reads_no_checks(c4, expect):
+    from prunelib.readings import calibration_checks_reading
+
+    text = calibration_checks_reading(_checks_table(c4, *["reproduced"] * 4))
+    assert expect in text and "survives" not in text
+
+
+def test_calibration_checks_reading_needs_the_checks():
+    from prunelib.readings import calibration_checks_reading
+
+    with pytest.raises(ValueError, match=r"lacks the claims \['cx3', 'cx4'\]"):
+        calibration_checks_reading(_checks_table("reproduced", *["reproduced"] * 4).iloc[:3])
